@@ -1,0 +1,23 @@
+//! Types shared by ckb-probe's kernel programs (`ckb-probe-ebpf`) and its user-space side.
+//!
+//! Everything that crosses the kernel/user boundary (map keys and values, ring-buffer records,
+//! the run-time configuration, histogram bucketing) is defined here once, `#[repr(C)]`, so that
+//! both sides agree on layout by construction.
+#![no_std]
+
+pub mod config;
+pub mod hist;
+pub mod rocksdb;
+
+/// Implements `aya::Pod` for plain-old-data types on the user side only.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! user_pod {
+    ($($t:ty),* $(,)?) => {
+        $(
+            #[cfg(feature = "user")]
+            // SAFETY: `#[repr(C)]`, only integer fields and explicit padding: every bit pattern is valid.
+            unsafe impl aya::Pod for $t {}
+        )*
+    };
+}

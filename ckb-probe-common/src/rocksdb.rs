@@ -1,0 +1,263 @@
+//! The RocksDB layer: which C functions are traced, how they group into operations, and the
+//! records the kernel programs keep about them.
+
+/// The operations ckb-probe reports (the spec's five, plus iterator steps counted apart).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Get = 0,
+    Put = 1,
+    Delete = 2,
+    Write = 3,
+    IterSeek = 4,
+    IterNext = 5,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::Get,
+        Op::Put,
+        Op::Write,
+        Op::Delete,
+        Op::IterSeek,
+        Op::IterNext,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::Get => "GET",
+            Op::Put => "PUT",
+            Op::Delete => "DELETE",
+            Op::Write => "WRITE",
+            Op::IterSeek => "ITER_SEEK",
+            Op::IterNext => "ITER_NEXT",
+        }
+    }
+
+    /// Whether a byte count is meaningful for this operation (shown as "—"/null otherwise).
+    pub const fn has_bytes(self) -> bool {
+        matches!(self, Op::Get | Op::Put | Op::Write)
+    }
+}
+
+/// What the kernel program reads on return to classify a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Result_ {
+    /// `rocksdb_pinnableslice_t*`: NULL is a miss; the value length is at offset 8.
+    PinnableSlice,
+    /// `char*` with the length written through a `size_t* vallen` argument.
+    ValueWithLen,
+    /// Nothing but the error pointer.
+    Plain,
+}
+
+/// A traced RocksDB C API function.
+#[derive(Clone, Copy, Debug)]
+pub struct TracedFn {
+    /// ELF symbol, e.g. `rocksdb_get_pinned_cf`.
+    pub symbol: &'static str,
+    /// Stem of the kernel program names: `<stem>_enter` (uprobe) and `<stem>_exit` (uretprobe).
+    pub stem: &'static str,
+    pub op: Op,
+    /// Zero-based argument index of the column-family handle, if the function takes one.
+    pub cf_arg: Option<u8>,
+    pub result: Result_,
+    /// Zero-based argument index of `char** errptr`, if any.
+    pub err_arg: Option<u8>,
+}
+
+macro_rules! traced {
+    ($($id:ident = $idx:literal: $sym:literal, $stem:literal, $op:ident, $cf:expr, $res:ident, $err:expr;)*) => {
+        /// Function ids: the index into [`TRACED`], used as map keys on both sides.
+        pub mod fn_id {
+            $(pub const $id: u32 = $idx;)*
+        }
+        /// Every traced function, indexed by its id.
+        pub const TRACED: [TracedFn; FN_COUNT] = [
+            $(TracedFn { symbol: $sym, stem: $stem, op: Op::$op, cf_arg: $cf, result: Result_::$res, err_arg: $err },)*
+        ];
+    };
+}
+
+/// Number of traced functions.
+pub const FN_COUNT: usize = 23;
+
+// Argument positions follow RocksDB's include/rocksdb/c.h (identical in 7.8 and 8.5).
+traced! {
+    GET_PINNED_CF = 0: "rocksdb_get_pinned_cf", "get_pinned_cf", Get, Some(2), PinnableSlice, Some(5);
+    TXN_GET_PINNED_CF = 1: "rocksdb_transaction_get_pinned_cf", "txn_get_pinned_cf", Get, Some(2), PinnableSlice, Some(5);
+    TXN_GET_FOR_UPDATE_CF = 2: "rocksdb_transaction_get_for_update_cf", "txn_get_for_update_cf", Get, Some(2), ValueWithLen, Some(7);
+    GET_PINNED = 3: "rocksdb_get_pinned", "get_pinned", Get, None, PinnableSlice, Some(4);
+    GET = 4: "rocksdb_get", "get", Get, None, ValueWithLen, Some(5);
+    GET_CF = 5: "rocksdb_get_cf", "get_cf", Get, Some(2), ValueWithLen, Some(6);
+    TXN_PUT_CF = 6: "rocksdb_transaction_put_cf", "txn_put_cf", Put, Some(1), Plain, Some(6);
+    PUT = 7: "rocksdb_put", "put", Put, None, Plain, Some(6);
+    PUT_CF = 8: "rocksdb_put_cf", "put_cf", Put, Some(2), Plain, Some(7);
+    BATCH_PUT_CF = 9: "rocksdb_writebatch_put_cf", "batch_put_cf", Put, Some(1), Plain, None;
+    BATCH_PUT = 10: "rocksdb_writebatch_put", "batch_put", Put, None, Plain, None;
+    TXN_DELETE_CF = 11: "rocksdb_transaction_delete_cf", "txn_delete_cf", Delete, Some(1), Plain, Some(4);
+    DELETE = 12: "rocksdb_delete", "delete", Delete, None, Plain, Some(4);
+    DELETE_CF = 13: "rocksdb_delete_cf", "delete_cf", Delete, Some(2), Plain, Some(5);
+    BATCH_DELETE_CF = 14: "rocksdb_writebatch_delete_cf", "batch_delete_cf", Delete, Some(1), Plain, None;
+    BATCH_DELETE = 15: "rocksdb_writebatch_delete", "batch_delete", Delete, None, Plain, None;
+    TXN_COMMIT = 16: "rocksdb_transaction_commit", "txn_commit", Write, None, Plain, Some(1);
+    WRITE = 17: "rocksdb_write", "write", Write, None, Plain, Some(3);
+    ITER_SEEK = 18: "rocksdb_iter_seek", "iter_seek", IterSeek, None, Plain, None;
+    ITER_SEEK_FOR_PREV = 19: "rocksdb_iter_seek_for_prev", "iter_seek_for_prev", IterSeek, None, Plain, None;
+    ITER_SEEK_TO_FIRST = 20: "rocksdb_iter_seek_to_first", "iter_seek_to_first", IterSeek, None, Plain, None;
+    ITER_SEEK_TO_LAST = 21: "rocksdb_iter_seek_to_last", "iter_seek_to_last", IterSeek, None, Plain, None;
+    ITER_NEXT = 22: "rocksdb_iter_next", "iter_next", IterNext, None, Plain, None;
+}
+
+/// Functions probed only at entry, to forget per-transaction or per-batch byte totals.
+/// `(symbol, program name)`.
+pub const FORGET: [(&str, &str); 4] = [
+    ("rocksdb_transaction_destroy", "txn_forget"),
+    ("rocksdb_transaction_rollback", "txn_forget_rollback"),
+    ("rocksdb_writebatch_clear", "batch_forget_clear"),
+    ("rocksdb_writebatch_destroy", "batch_forget"),
+];
+
+/// `StatsKey::cf` for functions without a column-family argument (RocksDB's "default" family).
+pub const CF_DEFAULT: u64 = 0;
+/// `StatsKey::cf` when the family could not be resolved (tracking off, or unknown object layout).
+pub const CF_UNKNOWN: u64 = 1;
+/// Longest column-family name copied out of the target.
+pub const CF_NAME_MAX: usize = 32;
+/// `CfInfo::id` of a handle whose object layout did not validate.
+pub const CF_ID_INVALID: u32 = u32::MAX;
+
+/// Key of the per-CPU `ROCKS_STATS` map: one row per function and column-family handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StatsKey {
+    pub fn_id: u32,
+    pub _pad: u32,
+    /// Column-family handle pointer in the target, or `CF_DEFAULT` / `CF_UNKNOWN`.
+    pub cf: u64,
+}
+
+/// Aggregates for one `StatsKey` on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpStats {
+    pub count: u64,
+    pub errors: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl OpStats {
+    /// Folds another CPU's (or key's) row into this one.
+    pub fn merge(&mut self, o: &OpStats) {
+        self.count += o.count;
+        self.errors += o.errors;
+        self.total_ns += o.total_ns;
+        self.max_ns = if o.max_ns > self.max_ns {
+            o.max_ns
+        } else {
+            self.max_ns
+        };
+        self.bytes += o.bytes;
+        self.hits += o.hits;
+        self.misses += o.misses;
+    }
+}
+
+/// What the kernel learnt about a column-family handle (the `ROCKS_CF` map, keyed by handle).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CfInfo {
+    /// RocksDB's column-family id, or `CF_ID_INVALID`.
+    pub id: u32,
+    pub name_len: u32,
+    pub name: [u8; CF_NAME_MAX],
+}
+
+/// Key of the in-flight call map: one thread, one function (so nested calls of different
+/// functions on a thread pair correctly).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryKey {
+    pub pid_tgid: u64,
+    pub fn_id: u32,
+    pub _pad: u32,
+}
+
+/// State saved at function entry for the matching return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub start_ns: u64,
+    pub cf: u64,
+    pub bytes: u64,
+    /// `size_t* vallen` for `ValueWithLen` functions; the txn or batch pointer for WRITE.
+    pub aux: u64,
+    /// `char** errptr`, 0 when the function has none.
+    pub errptr: u64,
+}
+
+/// Ring-buffer record kinds (records of one size still need a tag to be told apart).
+pub const EVENT_SLOW_OP: u32 = 1;
+
+pub const SLOW_FLAG_ERROR: u32 = 1 << 0;
+pub const SLOW_FLAG_HIT: u32 = 1 << 1;
+pub const SLOW_FLAG_MISS: u32 = 1 << 2;
+
+/// One operation at or above the slow threshold.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowEvent {
+    pub kind: u32,
+    pub fn_id: u32,
+    pub tid: u32,
+    pub flags: u32,
+    /// `CLOCK_MONOTONIC` time of the return, ns.
+    pub end_ns: u64,
+    pub latency_ns: u64,
+    pub bytes: u64,
+    pub cf: u64,
+}
+
+/// Indexes of the per-CPU `ROCKS_COUNTERS` array.
+pub mod counter {
+    /// Slow events dropped because the ring buffer was full.
+    pub const RING_DROPS: u32 = 0;
+    /// Returns with no matching entry (evicted from the LRU map, or attached mid-call).
+    pub const UNPAIRED: u32 = 1;
+    /// Column-family handles whose object layout did not validate.
+    pub const CF_INVALID: u32 = 2;
+    pub const LEN: u32 = 4;
+}
+
+/// Capacities of the kernel maps (also what bounds memory when threads die mid-call).
+pub const ENTRIES_MAX: u32 = 16_384;
+pub const STATS_MAX: u32 = 2_048;
+pub const CF_MAX: u32 = 1_024;
+pub const ACCUM_MAX: u32 = 8_192;
+pub const RING_BYTES: u32 = 1 << 20;
+
+crate::user_pod!(StatsKey, OpStats, CfInfo, EntryKey, Entry, SlowEvent);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_ids_match_positions() {
+        assert_eq!(
+            TRACED[fn_id::ITER_NEXT as usize].symbol,
+            "rocksdb_iter_next"
+        );
+        assert_eq!(TRACED[fn_id::TXN_COMMIT as usize].op, Op::Write);
+        for (i, a) in TRACED.iter().enumerate() {
+            for b in &TRACED[i + 1..] {
+                assert_ne!(a.symbol, b.symbol);
+                assert_ne!(a.stem, b.stem);
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Reads the RocksDB layer's maps: cumulative per-(function, column family) aggregates summed
+//! over CPUs, per-function histograms, column-family names, loss counters, slow events.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use ckb_probe_common::{
+    hist::{BUCKETS, Histogram},
+    rocksdb::{
+        CF_ID_INVALID, CfInfo, EVENT_SLOW_OP, FN_COUNT, OpStats, SlowEvent, StatsKey, counter,
+    },
+};
+
+use crate::probe::{Engine, ProbeError};
+
+/// Cumulative state of the layer at one instant.
+#[derive(Clone)]
+pub struct RocksSnapshot {
+    pub at: Instant,
+    /// `(fn_id, cf handle)` → aggregates since attach.
+    pub rows: BTreeMap<(u32, u64), OpStats>,
+    /// Per function id, latency histogram since attach.
+    pub hist: Vec<Box<Histogram>>,
+    pub counters: [u64; counter::LEN as usize],
+}
+
+impl RocksSnapshot {
+    pub fn empty(at: Instant) -> Self {
+        RocksSnapshot {
+            at,
+            rows: BTreeMap::new(),
+            hist: (0..FN_COUNT).map(|_| Box::new([0u64; BUCKETS])).collect(),
+            counters: [0; counter::LEN as usize],
+        }
+    }
+}
+
+/// A column family as resolved in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CfName {
+    pub id: u32,
+    pub name: String,
+}
+
+pub struct RocksCollector {
+    stats: PerCpuHashMap<MapData, StatsKey, OpStats>,
+    hist: PerCpuArray<MapData, Histogram>,
+    cf: HashMap<MapData, u64, CfInfo>,
+    counters: PerCpuArray<MapData, u64>,
+    events: RingBuf<MapData>,
+}
+
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
+    move |e| ProbeError::Map {
+        name,
+        source: Some(e),
+    }
+}
+
+impl RocksCollector {
+    pub fn new(engine: &mut Engine) -> Result<Self, ProbeError> {
+        Ok(RocksCollector {
+            stats: PerCpuHashMap::try_from(engine.take_map("ROCKS_STATS")?)
+                .map_err(map_err("ROCKS_STATS"))?,
+            hist: PerCpuArray::try_from(engine.take_map("ROCKS_HIST")?)
+                .map_err(map_err("ROCKS_HIST"))?,
+            cf: HashMap::try_from(engine.take_map("ROCKS_CF")?).map_err(map_err("ROCKS_CF"))?,
+            counters: PerCpuArray::try_from(engine.take_map("ROCKS_COUNTERS")?)
+                .map_err(map_err("ROCKS_COUNTERS"))?,
+            events: RingBuf::try_from(engine.take_map("ROCKS_EVENTS")?)
+                .map_err(map_err("ROCKS_EVENTS"))?,
+        })
+    }
+
+    /// Reads every aggregate. Values only grow, so two snapshots give exact interval deltas.
+    pub fn snapshot(&self) -> Result<RocksSnapshot, ProbeError> {
+        let mut snap = RocksSnapshot::empty(Instant::now());
+        for item in self.stats.iter() {
+            let (key, per_cpu) = item.map_err(map_err("ROCKS_STATS"))?;
+            let row = snap.rows.entry((key.fn_id, key.cf)).or_default();
+            for v in per_cpu.iter() {
+                row.merge(v);
+            }
+        }
+        for (id, h) in snap.hist.iter_mut().enumerate() {
+            let per_cpu = self
+                .hist
+                .get(&(id as u32), 0)
+                .map_err(map_err("ROCKS_HIST"))?;
+            for cpu in per_cpu.iter() {
+                for (acc, v) in h.iter_mut().zip(cpu.iter()) {
+                    *acc += v;
+                }
+            }
+        }
+        for (i, c) in snap.counters.iter_mut().enumerate() {
+            let per_cpu = self
+                .counters
+                .get(&(i as u32), 0)
+                .map_err(map_err("ROCKS_COUNTERS"))?;
+            *c = per_cpu.iter().sum();
+        }
+        Ok(snap)
+    }
+
+    /// Column-family handles the kernel resolved, with their RocksDB id and name.
+    /// Names that are not printable are treated as a layout mismatch and left out.
+    pub fn cf_names(&self) -> BTreeMap<u64, CfName> {
+        let mut out = BTreeMap::new();
+        for (handle, info) in self.cf.iter().flatten() {
+            if info.id == CF_ID_INVALID {
+                continue;
+            }
+            let n = (info.name_len as usize).min(info.name.len());
+            match std::str::from_utf8(&info.name[..n]) {
+                Ok(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic() || c == ' ') => {
+                    out.insert(
+                        handle,
+                        CfName {
+                            id: info.id,
+                            name: s.to_string(),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Hands every pending slow event to `f`.
+    pub fn drain_events(&mut self, mut f: impl FnMut(SlowEvent)) {
+        while let Some(item) = self.events.next() {
+            if item.len() < size_of::<SlowEvent>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote a `SlowEvent` (checked length; unaligned read).
+            let ev: SlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            if ev.kind == EVENT_SLOW_OP {
+                f(ev);
+            }
+        }
+    }
+}

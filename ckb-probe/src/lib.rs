@@ -1,0 +1,20 @@
+//! ckb-probe: deep observability for CKB full nodes with eBPF.
+//!
+//! Module map (one job each):
+//! - [`target`]: finding the node process, its executable and libraries.
+//! - [`symbols`]: ELF analysis of a binary (tiers, RocksDB linkage, attach offsets).
+//! - [`check`]: can this machine and this target be traced?
+//! - [`probe`]: loading the embedded kernel programs, attaching and detaching them.
+//! - [`collect`]: one collector per layer, reading the kernel maps into snapshots.
+//! - [`analysis`]: percentiles, rates, EWMA baselines and anomaly rules.
+//! - [`view`]: tables, histograms and NDJSON.
+
+pub mod analysis;
+pub mod check;
+pub mod collect;
+pub mod error;
+pub mod node;
+pub mod probe;
+pub mod symbols;
+pub mod target;
+pub mod view;

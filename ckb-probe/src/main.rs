@@ -1,0 +1,60 @@
+//! The `ckb-probe` command line: one file per verb under `cmd/`.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ckb-probe",
+    version,
+    about = "Deep observability for CKB full nodes: RocksDB, network and syscall tracing with eBPF",
+    long_about = None
+)]
+struct Cli {
+    /// Log level for ckb-probe's own diagnostics (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check that this machine (and optionally a target process) can be traced.
+    Check(cmd::check::Args),
+    /// Analyse a binary's symbols: RocksDB linkage, traceable functions, Rust surface.
+    Symbols(cmd::symbols::Args),
+    /// Trace RocksDB operations of a CKB node: QPS, latency percentiles, bytes, per column family.
+    Rocksdb(cmd::rocksdb::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let result = match cli.command {
+        Command::Check(a) => cmd::check::run(a),
+        Command::Symbols(a) => cmd::symbols::run(a),
+        Command::Rocksdb(a) => cmd::rocksdb::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line (plus causes) naming the problem and what to do; never a backtrace.
+            eprintln!("ckb-probe: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(ckb_probe::error::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Attaching the RocksDB layer: a uprobe and a uretprobe per traced C function found in the
+//! target, by file offset (CKB keeps `rocksdb_*` only in .symtab, so dynamic-symbol lookup
+//! would not find them), scoped to the target process.
+
+use std::{num::NonZeroU32, path::PathBuf};
+
+use aya::programs::{
+    UProbe,
+    uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+};
+use ckb_probe_common::rocksdb::{FORGET, TRACED, fn_id};
+
+use super::{Engine, ProbeError};
+use crate::symbols::{ProbeCost, RocksDbSites};
+
+/// What was attached where.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RocksAttach {
+    pub object: PathBuf,
+    /// Traced functions with both probes attached.
+    pub attached: Vec<&'static str>,
+    /// Traced functions the target does not contain (or that failed to attach, with why).
+    pub missing: Vec<(&'static str, String)>,
+    /// Attached functions whose first instruction the kernel single-steps (costly per call).
+    pub single_stepped: Vec<&'static str>,
+}
+
+/// Options of the RocksDB layer.
+#[derive(Debug, Clone, Copy)]
+pub struct RocksOptions {
+    /// Trace `rocksdb_iter_next`: in CKB its first instruction is single-stepped (~14 us a call
+    /// on some VMs), so heavy iteration can be turned off.
+    pub iter_next: bool,
+}
+
+fn attach_one(
+    engine: &mut Engine,
+    program: &str,
+    offset: u64,
+    object: &std::path::Path,
+    pid: NonZeroU32,
+) -> Result<UProbeLinkId, ProbeError> {
+    let err = |source| ProbeError::Program {
+        name: program.to_string(),
+        source,
+    };
+    let prog: &mut UProbe = engine
+        .ebpf
+        .program_mut(program)
+        .ok_or_else(|| ProbeError::Map {
+            name: "program missing from the eBPF object",
+            source: None,
+        })?
+        .try_into()
+        .map_err(err)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(err)?;
+    }
+    prog.attach(
+        UProbeAttachLocation::AbsoluteOffset(offset),
+        object,
+        UProbeScope::OneProcess(pid),
+    )
+    .map_err(err)
+}
+
+/// Detaches a link made by [`attach_one`] (best effort: it is being abandoned anyway).
+fn detach_one(engine: &mut Engine, program: &str, link: UProbeLinkId) {
+    if let Some(p) = engine.ebpf.program_mut(program)
+        && let Ok(prog) = <&mut UProbe>::try_from(p)
+    {
+        let _ = prog.detach(link);
+    }
+}
+
+/// Attaches every traced function present in `sites` of process `pid`.
+pub fn attach(
+    engine: &mut Engine,
+    sites: &RocksDbSites,
+    pid: u32,
+    opts: RocksOptions,
+) -> Result<RocksAttach, ProbeError> {
+    let pid_nz = NonZeroU32::new(pid).ok_or(ProbeError::NothingAttached {
+        object: "pid 0".into(),
+    })?;
+    let mut report = RocksAttach {
+        object: sites.display.clone(),
+        attached: Vec::new(),
+        missing: Vec::new(),
+        single_stepped: Vec::new(),
+    };
+    for (id, f) in TRACED.iter().enumerate() {
+        if id as u32 == fn_id::ITER_NEXT && !opts.iter_next {
+            report
+                .missing
+                .push((f.symbol, "disabled (--no-iter-next)".into()));
+            continue;
+        }
+        let Some(site) = sites.sites.get(f.symbol) else {
+            report.missing.push((f.symbol, "not in the target".into()));
+            continue;
+        };
+        let enter = format!("{}_enter", f.stem);
+        let exit = format!("{}_exit", f.stem);
+        // The return probe first: an entry without a return probe would leave entries behind;
+        // a return probe without its entry is removed again (it would count unpaired returns).
+        let result = attach_one(engine, &exit, site.file_offset, &sites.object, pid_nz).and_then(
+            |exit_link| {
+                attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz)
+                    .inspect_err(|_| detach_one(engine, &exit, exit_link))
+            },
+        );
+        match result {
+            Ok(_) => {
+                report.attached.push(f.symbol);
+                if matches!(site.probe_cost, ProbeCost::SingleStep) {
+                    report.single_stepped.push(f.symbol);
+                }
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                tracing::warn!("{}: {why}", f.symbol);
+                report.missing.push((f.symbol, why));
+            }
+        }
+    }
+    for (symbol, program) in FORGET {
+        if let Some(site) = sites.sites.get(symbol)
+            && let Err(e) = attach_one(engine, program, site.file_offset, &sites.object, pid_nz)
+        {
+            tracing::warn!("{symbol}: {}", error_chain(&e));
+        }
+    }
+    if report.attached.is_empty() {
+        let why = report
+            .missing
+            .first()
+            .map_or(String::new(), |(f, w)| format!(" ({f}: {w})"));
+        return Err(ProbeError::NothingAttached {
+            object: format!("{}{why}", sites.display.display()),
+        });
+    }
+    Ok(report)
+}
+
+/// The error and its causes on one line; a verifier log is cut to its last lines, which name
+/// the rejected instruction.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if let Some(at) = s.find("Verifier output:") {
+        let tail: Vec<&str> = s[at..].lines().rev().take(6).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        s = format!("{} verifier: … {}", &s[..at], tail.join(" / "));
+    }
+    s
+}

@@ -1,0 +1,315 @@
+//! Views of the RocksDB layer: the live table (spec 6.2 A/B), per-column-family table,
+//! latency histograms, and the slow-operation log.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
+
+use ckb_probe_common::{
+    hist::bucket_low,
+    rocksdb::{Op, SLOW_FLAG_ERROR, SLOW_FLAG_MISS, SlowEvent, TRACED, fn_id},
+};
+
+use super::{Align, Table, bytes, clock_ms, hms, latency, thousands, us};
+use crate::analysis::{anomaly::Anomaly, rocksdb::RocksInterval};
+
+pub struct Header<'a> {
+    pub pid: u32,
+    pub uptime: Duration,
+    pub interval: Duration,
+    pub node: &'a str,
+}
+
+fn rate(v: Option<f64>) -> String {
+    v.map_or("—".into(), |b| format!("{}/s", bytes(b)))
+}
+
+/// The main table: one row per operation.
+pub fn table(h: &Header, iv: &RocksInterval) -> String {
+    let mut rows = Vec::new();
+    for op in Op::ALL {
+        let r = iv.op(op).cloned().unwrap_or_default();
+        if op == Op::IterNext && r.count == 0 {
+            continue;
+        }
+        rows.push(vec![
+            op.name().to_string(),
+            thousands(r.qps.round() as u64),
+            us(r.avg_us),
+            us(r.p50_us),
+            us(r.p99_us),
+            if op.has_bytes() {
+                rate(r.bytes_per_sec)
+            } else {
+                "—".into()
+            },
+        ]);
+    }
+    Table {
+        title: format!("CKB RocksDB Monitor (PID: {})", h.pid),
+        banner: vec![format!(
+            "Uptime: {}   Sampling: {}   Node: {}",
+            hms(h.uptime),
+            fmt_interval(h.interval),
+            h.node
+        )],
+        header: [
+            "Operation",
+            "QPS",
+            "Avg(μs)",
+            "P50(μs)",
+            "P99(μs)",
+            "Bytes/s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        align: vec![
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+        ],
+        rows,
+    }
+    .render()
+}
+
+fn fmt_interval(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}s", s as u64)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The status line under the table, then each active anomaly's details.
+pub fn status(anomalies: &[Anomaly], warmup_left: Duration, lost: u64, unpaired: u64) -> String {
+    let mut out = String::new();
+    if anomalies.is_empty() {
+        if warmup_left > Duration::ZERO {
+            out.push_str(&format!(
+                "  Status: ⏳ Learning baseline — anomaly detection starts in {}.\n",
+                hms(warmup_left)
+            ));
+        } else {
+            out.push_str("  Status: ✅ Normal — All latencies within baseline.\n");
+        }
+    } else {
+        let first = &anomalies[0];
+        out.push_str(&format!(
+            "\n⚠️  ANOMALY DETECTED [{}]\n",
+            &first.time[11..19]
+        ));
+        for a in anomalies {
+            out.push_str(&format!(
+                "  → {} avg latency {} exceeds 5× baseline ({} → {}, ×{:.1})\n",
+                a.operation,
+                latency(a.current_avg_us),
+                latency(a.baseline_avg_us),
+                latency(a.current_avg_us),
+                a.multiplier
+            ));
+        }
+        out.push_str(&format!("  → Probable cause: {}", first.cause));
+        if !first.evidence.is_empty() {
+            out.push_str(&format!(" ({})", first.evidence));
+        }
+        out.push_str(&format!(
+            "\n  → Run `{}` for slow operation details.\n",
+            first.next
+        ));
+    }
+    if lost > 0 || unpaired > 0 {
+        out.push_str(&format!(
+            "  Lost slow events: {lost}   Unpaired returns: {unpaired}\n"
+        ));
+    }
+    out
+}
+
+/// Per column family: which CKB column carries which load.
+pub fn cf_table(iv: &RocksInterval) -> String {
+    let mut rows = Vec::new();
+    for cf in &iv.column_families {
+        for (op, r) in &cf.operations {
+            rows.push(vec![
+                cf.name.clone(),
+                cf.column.unwrap_or("").to_string(),
+                op.to_string(),
+                thousands(r.qps.round() as u64),
+                us(r.avg_us),
+                if r.bytes.is_some() {
+                    rate(r.bytes_per_sec)
+                } else {
+                    "—".into()
+                },
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return "  (no column-family activity in this interval)\n".into();
+    }
+    Table {
+        title: "By Column Family".into(),
+        banner: vec![],
+        header: ["CF", "Column", "Op", "QPS", "Avg(μs)", "Bytes/s"]
+            .map(String::from)
+            .to_vec(),
+        align: vec![
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+        ],
+        rows,
+    }
+    .render()
+}
+
+fn ns_label(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{}μs", ns / 1_000)
+    } else if ns < 1_000_000_000 {
+        format!("{}ms", ns / 1_000_000)
+    } else {
+        format!("{}s", ns / 1_000_000_000)
+    }
+}
+
+/// Latency distributions, one block per operation, one bar per power of two (the kernel's
+/// finer sub-buckets are folded for display).
+pub fn histograms(hists: &BTreeMap<&'static str, Vec<u64>>, title: &str) -> String {
+    const BAR: usize = 40;
+    let mut out = format!("Latency histograms ({title})\n");
+    for op in Op::ALL {
+        let Some(h) = hists.get(op.name()) else {
+            continue;
+        };
+        let total: u64 = h.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        // Fold sub-buckets into log2 rows: [2^k, 2^(k+1)).
+        let mut rows: Vec<(u64, u64, u64)> = Vec::new();
+        for (idx, &n) in h.iter().enumerate() {
+            let lo = bucket_low(idx);
+            let pow_lo = if lo == 0 {
+                0
+            } else {
+                1u64 << (63 - lo.leading_zeros())
+            };
+            let pow_hi = if lo == 0 { 1 } else { pow_lo.saturating_mul(2) };
+            match rows.last_mut() {
+                Some(r) if r.0 == pow_lo => r.2 += n,
+                _ => rows.push((pow_lo, pow_hi, n)),
+            }
+        }
+        let first = rows.iter().position(|r| r.2 > 0).unwrap_or(0);
+        let last = rows.iter().rposition(|r| r.2 > 0).unwrap_or(0);
+        let peak = rows.iter().map(|r| r.2).max().unwrap_or(1).max(1);
+        out.push_str(&format!("\n{} ({} ops)\n", op.name(), thousands(total)));
+        for r in &rows[first..=last] {
+            let len = ((r.2 as f64 / peak as f64) * BAR as f64).round() as usize;
+            out.push_str(&format!(
+                "  [{:>6}, {:>6}) │{:<BAR$}│ {}\n",
+                ns_label(r.0),
+                ns_label(r.1),
+                "█".repeat(len),
+                thousands(r.2)
+            ));
+        }
+    }
+    out
+}
+
+/// One slow operation as shown in the log.
+#[derive(Clone, Debug)]
+pub struct SlowRecord {
+    pub wall: SystemTime,
+    pub ev: SlowEvent,
+    pub cf: String,
+}
+
+impl SlowRecord {
+    pub fn op(&self) -> Op {
+        TRACED.get(self.ev.fn_id as usize).map_or(Op::Get, |f| f.op)
+    }
+
+    pub fn function(&self) -> &'static str {
+        TRACED.get(self.ev.fn_id as usize).map_or("?", |f| f.symbol)
+    }
+
+    pub fn note(&self) -> String {
+        let mut notes = Vec::new();
+        match self.ev.fn_id {
+            fn_id::WRITE => notes.push("batch write"),
+            fn_id::TXN_COMMIT => notes.push("txn commit"),
+            _ => {}
+        }
+        if self.ev.flags & SLOW_FLAG_ERROR != 0 {
+            notes.push("error");
+        }
+        if self.ev.flags & SLOW_FLAG_MISS != 0 {
+            notes.push("miss");
+        }
+        let mut s = notes.join(", ");
+        if !self.cf.is_empty() && self.cf != "default" {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            s.push_str("cf ");
+            s.push_str(&self.cf);
+        }
+        s
+    }
+}
+
+/// The slow-operation log: the most recent `shown` records out of `total` in the last 60 s.
+pub fn slow_table(threshold_us: u64, recent: &[SlowRecord], total: usize) -> String {
+    let rows: Vec<Vec<String>> = recent
+        .iter()
+        .map(|r| {
+            vec![
+                clock_ms(r.wall),
+                r.op().name().to_string(),
+                latency(r.ev.latency_ns as f64 / 1_000.0),
+                if r.op().has_bytes() {
+                    bytes(r.ev.bytes as f64)
+                } else {
+                    "—".into()
+                },
+                r.note(),
+            ]
+        })
+        .collect();
+    let mut out = Table {
+        title: format!("Slow Operations (threshold: {}μs)", thousands(threshold_us)),
+        banner: vec![],
+        header: ["Timestamp", "Op", "Latency", "Size", "Note"]
+            .map(String::from)
+            .to_vec(),
+        align: vec![
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+        ],
+        rows,
+    }
+    .render();
+    out.push_str(&format!(
+        "  Showing {} of {} slow operations in last 60s.\n",
+        recent.len(),
+        thousands(total as u64)
+    ));
+    out
+}

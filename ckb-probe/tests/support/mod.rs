@@ -1,0 +1,225 @@
+//! Shared helpers for ckb-probe's integration tests: real BPF programs attached to real
+//! processes (the testbed, or a real CKB node), compared with ground truth. Tests that load
+//! BPF need root; they run one at a time (`--test-threads=1`) because probes are global state.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn ckb_probe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ckb-probe"))
+}
+
+/// The testbed binary (`static` like CKB, or `dylib`), built with this test's profile if absent.
+pub fn testbed(mode: &str) -> PathBuf {
+    let name = match mode {
+        "static" => "ckb-probe-testbed",
+        "dylib" => "ckb-probe-testbed-dylib",
+        m => panic!("unknown testbed mode {m}"),
+    };
+    // tests run from target/<profile>/deps/<test>
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        let release = profile_dir.ends_with("release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "ckb-probe-testbed"])
+            .current_dir(workspace_root());
+        if release {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo build testbed");
+        assert!(st.success(), "building the testbed failed");
+    }
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// A running testbed waiting on its start file.
+pub struct Testbed {
+    pub child: Child,
+    pub pid: u32,
+    pub dir: tempfile::TempDir,
+}
+
+impl Testbed {
+    /// Spawns the testbed with `args`, waits for its `READY` line.
+    pub fn spawn(mode: &str, args: &[&str]) -> Testbed {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(testbed(mode))
+            .args(args)
+            .arg("--start-file")
+            .arg(dir.path().join("start"))
+            .arg("--output")
+            .arg(dir.path().join("truth.json"))
+            .arg("--db")
+            .arg(dir.path().join("db"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn testbed");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let pid = loop {
+            let line = lines
+                .next()
+                .expect("testbed exited before READY")
+                .expect("read testbed stdout");
+            if let Some(p) = line.strip_prefix("READY pid=") {
+                break p.trim().parse::<u32>().expect("pid");
+            }
+        };
+        // Keep draining stdout so the testbed never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Testbed { child, pid, dir }
+    }
+
+    pub fn start(&self) {
+        std::fs::write(self.dir.path().join("start"), b"go").expect("start file");
+    }
+
+    /// Waits for the measured phase to end; returns the ground truth.
+    pub fn finish(mut self) -> Value {
+        let st = self.child.wait().expect("wait testbed");
+        assert!(st.success(), "testbed failed: {st}");
+        let text = std::fs::read_to_string(self.dir.path().join("truth.json")).expect("truth");
+        serde_json::from_str(&text).expect("truth json")
+    }
+}
+
+/// A running `ckb-probe` with its stdout collected line by line.
+pub struct Probe {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Probe {
+    /// Starts `ckb-probe ARGS` and waits until it has attached (its "attached" stderr line).
+    pub fn start(args: &[&str]) -> Probe {
+        let mut child = Command::new(ckb_probe())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ckb-probe");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr");
+        let (atx, arx) = mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            let mut buf = [0u8; 4096];
+            let mut signalled = false;
+            loop {
+                match stderr.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        all.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        if !signalled && (all.contains("attached to PID") || all.contains("error"))
+                        {
+                            signalled = true;
+                            let _ = atx.send(());
+                        }
+                    }
+                }
+            }
+            if !signalled {
+                let _ = atx.send(());
+            }
+            all
+        });
+        arx.recv_timeout(Duration::from_secs(60))
+            .expect("ckb-probe did not attach within 60 s");
+        Probe {
+            child,
+            lines: rx,
+            stderr,
+        }
+    }
+
+    /// Next stdout line, waiting up to `timeout`.
+    pub fn line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for exit (at most `timeout`); returns (exit code, stdout lines, stderr).
+    pub fn wait(mut self, timeout: Duration) -> (i32, Vec<String>, String) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                break st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ckb-probe did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = self.stderr.join().unwrap_or_default();
+        let lines: Vec<String> = self.lines.try_iter().collect();
+        (code, lines, stderr)
+    }
+}
+
+/// Parses NDJSON output; every line must be a JSON object.
+pub fn parse_ndjson(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad JSON {e}: {l}")))
+        .inspect(|v| assert!(v.is_object(), "not an object: {v}"))
+        .collect()
+}
+
+pub fn summary(objs: &[Value]) -> &Value {
+    let s = objs.last().expect("no output");
+    assert_eq!(s["type"], "summary", "last line is not the summary: {s}");
+    s
+}
+
+pub fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// Names of loaded BPF programs (from bpftool), to prove nothing is left behind.
+pub fn loaded_prog_names() -> Vec<String> {
+    let out = Command::new("bpftool")
+        .args(["prog", "list", "--json"])
+        .output()
+        .expect("bpftool");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

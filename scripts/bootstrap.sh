@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs everything ckb-probe's build, demo and tests need on a fresh Debian bookworm machine.
+# Idempotent: a second run checks and returns in seconds.
+set -euo pipefail
+
+BPF_LINKER_VERSION=0.13.0
+APT_PACKAGES=(
+  # Debian's rustc-web ships a prebuilt `core` for bpfel-unknown-none: no nightly, no build-std.
+  rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src llvm-22-dev
+  # The testbed links Debian's RocksDB both statically and dynamically.
+  librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev libbz2-dev zlib1g-dev
+  # Building the real `ckb` node from crates.io (bindgen, C++ RocksDB).
+  clang libclang-dev
+  # Leftover-probe checks, metrics linting, demo helpers.
+  bpftool prometheus jq curl procps iproute2
+)
+
+log() { printf '[bootstrap] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bootstrap: must run as root (it installs Debian packages and mounts tracefs); try: sudo $0" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages present"
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "installing bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about 80 s)"
+  # Without LLVM_PREFIX, llvm-sys finds /usr/bin/llvm-config, which is LLVM 14.
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --quiet --locked "bpf-linker@$BPF_LINKER_VERSION" \
+    --no-default-features --features llvm-22
+else
+  log "bpf-linker $BPF_LINKER_VERSION present"
+fi
+
+if ! rustup toolchain list | grep -q '^rust-web'; then
+  log "linking Debian's rustc-web as rustup toolchain 'rust-web'"
+  rustup toolchain link rust-web /usr
+else
+  log "rustup toolchain rust-web present"
+fi
+
+# Classic tracepoints (net layer) need tracefs; uprobes and raw tracepoints do not.
+if [ ! -e /sys/kernel/tracing/events ]; then
+  log "mounting tracefs at /sys/kernel/tracing"
+  mount -t tracefs tracefs /sys/kernel/tracing || log "warning: could not mount tracefs; the net layer will be unavailable"
+fi
+
+log "ready"

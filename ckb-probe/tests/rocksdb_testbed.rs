@@ -363,7 +363,8 @@ fn bad_input_is_reported_not_panicked() {
     for args in [
         vec!["rocksdb", "--pid", "999999999"],
         vec!["rocksdb", "--pid", "1", "--interval", "0"],
-        vec!["rocksdb", "--pid", "1", "--interval", "-3"],
+        vec!["rocksdb", "--pid", "1", "--interval=-3"],
+        vec!["rocksdb", "--pid", "1", "--duration", "nan"],
     ] {
         let out = std::process::Command::new(ckb_probe())
             .args(&args)

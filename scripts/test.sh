@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or an old one: installs what is missing (toolchain,
+# the real `ckb` node: ~25 min the first time, cached after), checks formatting and lints, builds,
+# then runs every test. Tests load real BPF programs, so this runs as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "bootstrap"
+./scripts/bootstrap.sh
+step "real CKB node binary"
+./scripts/ckb-node.sh install
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --release -- -D warnings
+
+step "build"
+cargo build --release
+
+step "tests (one at a time: BPF programs and probes are machine-wide state)"
+cargo test --release -- --test-threads=1

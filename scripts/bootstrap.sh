@@ -13,6 +13,8 @@ APT_PACKAGES=(
   clang libclang-dev
   # Leftover-probe checks, metrics linting, demo helpers.
   bpftool prometheus jq curl procps iproute2
+  # An independent second probe for cross-checking counts on the real node.
+  bpftrace
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

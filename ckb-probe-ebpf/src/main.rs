@@ -5,6 +5,7 @@
 #![feature(asm_experimental_arch)]
 
 mod rocksdb;
+mod util;
 
 #[cfg(not(test))]
 #[panic_handler]

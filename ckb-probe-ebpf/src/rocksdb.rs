@@ -21,7 +21,10 @@ use ckb_probe_common::{
     },
 };
 
-use crate::target;
+use crate::{
+    target,
+    util::{add, opaque, read_u64},
+};
 
 #[map]
 static ROCKS_ENTRIES: LruHashMap<EntryKey, Entry> = LruHashMap::with_max_entries(ENTRIES_MAX, 0);
@@ -40,41 +43,11 @@ static ROCKS_EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
 static ROCKS_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
 
-/// Adds to a per-CPU slot atomically: a uprobe program runs with migration disabled but may be
-/// preempted on this CPU by another thread running the same program, and exact counts are the
-/// point. The BPF target has no `AtomicU64::fetch_add` in core (no CAS), so this is the BPF
-/// `lock xadd` instruction itself.
-#[inline(always)]
-fn add(slot: *mut u64, v: u64) {
-    // SAFETY: `slot` points into a map value that lives as long as the map.
-    unsafe {
-        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) slot, in(reg) v, options(nostack));
-    }
-}
-
-/// Returns `v` unchanged, but LLVM cannot see through it, so a bounds check on the result is
-/// kept for the verifier even where LLVM could prove it redundant from earlier code the
-/// verifier cannot follow (popcount-based leading_zeros, folded range checks).
-#[inline(always)]
-fn opaque(mut v: u64) -> u64 {
-    // SAFETY: a register move onto itself.
-    unsafe {
-        core::arch::asm!("{0} = {0}", inout(reg) v, options(nomem, nostack, preserves_flags))
-    };
-    v
-}
-
 #[inline(always)]
 fn bump(idx: u32) {
     if let Some(p) = ROCKS_COUNTERS.get_ptr_mut(idx) {
         add(p, 1);
     }
-}
-
-#[inline(always)]
-fn read_u64(addr: u64) -> u64 {
-    // SAFETY: bpf_probe_read_user checks the address; a fault yields Err.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
 }
 
 /// Argument `n` (zero-based) of the probed function at its entry, System V x86-64 ABI:
@@ -233,11 +206,11 @@ fn on_exit(ctx: &RetProbeContext, fid: u32) {
     }
     if fid == f::TXN_COMMIT || fid == f::WRITE {
         bytes = unsafe { ROCKS_ACCUM.get(&e.aux) }.copied().unwrap_or(0);
-        // A committed transaction may be reused by `optimistictransaction_begin(old_txn)`;
-        // a batch may be written again, so batches are forgotten only on clear/destroy.
-        if fid == f::TXN_COMMIT {
-            let _ = ROCKS_ACCUM.remove(&e.aux);
-        }
+        // Both end here: a committed transaction may be reused by
+        // `optimistictransaction_begin(old_txn)`, a written batch is destroyed or cleared.
+        // (A batch written twice without a clear reports, the second time, only what was
+        // added since the first write.)
+        let _ = ROCKS_ACCUM.remove(&e.aux);
     }
 
     record(fid, e.cf, latency, bytes, error, hit, miss);
@@ -479,7 +452,3 @@ pub fn batch_forget_clear(ctx: ProbeContext) -> u32 {
     forget(&ctx)
 }
 
-#[uprobe]
-pub fn batch_forget(ctx: ProbeContext) -> u32 {
-    forget(&ctx)
-}

@@ -14,6 +14,7 @@ pub mod check;
 pub mod collect;
 pub mod error;
 pub mod node;
+pub mod privileges;
 pub mod probe;
 pub mod symbols;
 pub mod target;

@@ -112,6 +112,90 @@ pub fn describe(p: &Process, binary_version: Option<&str>) -> String {
             let v = v.split_whitespace().next().unwrap_or(v);
             format!("CKB v{}", v.trim_start_matches('v'))
         }
-        None => "unknown".into(),
+        // Not a CKB node (e.g. the testbed): name the program instead.
+        None => format!("{} (not CKB)", p.comm),
     }
+}
+
+/// A connected peer as the node's `get_peers` RPC reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcPeer {
+    pub node_id: String,
+    pub version: String,
+    pub is_outbound: Option<bool>,
+    /// TCP endpoints from its multiaddrs (`/ip4/A/tcp/P/...`, `/ip6/A/tcp/P/...`).
+    pub addresses: Vec<(std::net::IpAddr, u16)>,
+}
+
+/// `(address, port)` of a `/ip4/..` or `/ip6/..` multiaddr with a `/tcp/..` part.
+pub fn multiaddr_tcp(m: &str) -> Option<(std::net::IpAddr, u16)> {
+    let parts: Vec<&str> = m.split('/').collect();
+    let ip = parts.windows(2).find_map(|w| match w[0] {
+        "ip4" | "ip6" => w[1].parse::<std::net::IpAddr>().ok(),
+        _ => None,
+    })?;
+    let port = parts
+        .windows(2)
+        .find_map(|w| (w[0] == "tcp").then(|| w[1].parse::<u16>().ok())?)?;
+    Some((ip, port))
+}
+
+/// The node's `get_peers`; `None` when the RPC does not answer (or lacks the Net module).
+pub fn get_peers(addr: SocketAddr) -> Option<Vec<RpcPeer>> {
+    let v = call(addr, "get_peers", serde_json::json!([]))?;
+    let list = v.as_array()?;
+    Some(
+        list.iter()
+            .map(|p| RpcPeer {
+                node_id: p["node_id"].as_str().unwrap_or("").to_string(),
+                version: p["version"].as_str().unwrap_or("").to_string(),
+                is_outbound: p["is_outbound"].as_bool(),
+                addresses: p["addresses"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x["address"].as_str().and_then(multiaddr_tcp))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
+/// TCP ports of `[network] listen_addresses` in the node's ckb.toml (its P2P ports).
+pub fn p2p_listen_ports(p: &Process) -> Vec<u16> {
+    let Ok(text) = std::fs::read_to_string(config_dir(p).join("ckb.toml")) else {
+        return Vec::new();
+    };
+    let mut section = String::new();
+    let mut value = String::new();
+    let mut in_value = false;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if in_value {
+            value.push_str(line);
+            in_value = !line.contains(']');
+            continue;
+        }
+        if line.starts_with('[') {
+            section = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+        } else if section == "network"
+            && let Some(v) = line.strip_prefix("listen_addresses")
+            && let Some(v) = v.trim_start().strip_prefix('=')
+        {
+            value = v.trim().to_string();
+            // The array may span several lines.
+            in_value = !value.contains(']');
+        }
+    }
+    value
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|m| multiaddr_tcp(m).map(|(_, port)| port))
+        .collect()
 }

@@ -336,6 +336,9 @@ fn sigint_detaches_everything() {
         probe.line(Duration::from_secs(5)).is_some(),
         "no interval output"
     );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", probe.child.id())).unwrap();
+    let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert!(cap_eff.ends_with("0000000000000000"), "capabilities kept while monitoring: {cap_eff}");
     let during = loaded_prog_names();
     assert!(
         during.iter().any(|n| n.starts_with("txn_commit")),

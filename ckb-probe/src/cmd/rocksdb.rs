@@ -19,7 +19,7 @@ use ckb_probe::{
     },
     collect::rocksdb::{CfName, RocksCollector, RocksSnapshot},
     error::InputError,
-    node,
+    node, privileges,
     probe::{
         Engine,
         rocksdb::{RocksAttach, RocksOptions, attach},
@@ -485,6 +485,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .ok()
         .and_then(|r| r.ckb_version);
     let node_desc = node::describe(&process, binary_version.as_deref());
+    // Everything that needs privileges (loading, attaching, reading the target's files) is done.
+    if let Err(e) = privileges::drop_all() {
+        tracing::warn!("could not drop capabilities: {e}");
+    }
 
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -1,0 +1,67 @@
+//! A real CKB dev-chain node for tests, started and stopped through scripts/ckb-node.sh.
+
+use std::{path::PathBuf, process::Command};
+
+use super::workspace_root;
+
+/// A running node (and its miner); stopped on drop, even when the test fails.
+pub struct CkbNode {
+    pub dir: PathBuf,
+    pub pid: u32,
+    pub rpc: String,
+    _tmp: tempfile::TempDir,
+}
+
+fn script() -> PathBuf {
+    workspace_root().join("scripts/ckb-node.sh")
+}
+
+/// Parses the script's last stdout line, `KEY=VALUE KEY=VALUE ...`.
+fn field(out: &str, key: &str) -> String {
+    out.lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in: {out}"))
+        .to_string()
+}
+
+impl CkbNode {
+    /// Starts a node on the given loopback ports and waits for blocks to be mined.
+    pub fn start(rpc_port: u16, p2p_port: u16) -> CkbNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("node");
+        let out = Command::new(script())
+            .arg("start")
+            .arg(&dir)
+            .env("CKB_RPC_PORT", rpc_port.to_string())
+            .env("CKB_P2P_PORT", p2p_port.to_string())
+            .output()
+            .expect("run ckb-node.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "ckb-node.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        CkbNode {
+            pid: field(&stdout, "CKB_PID").parse().expect("pid"),
+            rpc: field(&stdout, "CKB_RPC"),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the node we started.
+        unsafe { libc::kill(self.pid as i32, sig) };
+    }
+}
+
+impl Drop for CkbNode {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
+    }
+}

@@ -240,7 +240,8 @@ pub const ENTRIES_MAX: u32 = 16_384;
 pub const STATS_MAX: u32 = 2_048;
 pub const CF_MAX: u32 = 1_024;
 pub const ACCUM_MAX: u32 = 8_192;
-pub const RING_BYTES: u32 = 1 << 20;
+/// 4 MiB: about 75,000 slow events between two drains of a starved consumer.
+pub const RING_BYTES: u32 = 4 << 20;
 
 crate::user_pod!(StatsKey, OpStats, CfInfo, EntryKey, Entry, SlowEvent);
 

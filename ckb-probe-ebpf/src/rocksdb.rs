@@ -451,4 +451,3 @@ pub fn txn_forget_rollback(ctx: ProbeContext) -> u32 {
 pub fn batch_forget_clear(ctx: ProbeContext) -> u32 {
     forget(&ctx)
 }
-

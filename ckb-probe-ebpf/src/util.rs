@@ -31,4 +31,3 @@ pub fn read_u64(addr: u64) -> u64 {
     // SAFETY: bpf_probe_read_user checks the address; a fault yields Err.
     unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
 }
-

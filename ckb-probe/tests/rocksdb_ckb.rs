@@ -35,7 +35,12 @@ fn real_node_counts_match_an_independent_probe() {
     node.signal(libc::SIGSTOP);
     let script: String = CROSS_CHECKED
         .iter()
-        .map(|f| format!("uretprobe:{}:{f} /pid == {pid}/ {{ @[\"{f}\"] = count(); }}\n", exe.display()))
+        .map(|f| {
+            format!(
+                "uretprobe:{}:{f} /pid == {pid}/ {{ @[\"{f}\"] = count(); }}\n",
+                exe.display()
+            )
+        })
         .collect();
     let mut bt = Command::new("bpftrace")
         .args(["-e", &script])
@@ -85,7 +90,10 @@ fn real_node_counts_match_an_independent_probe() {
         assert_eq!(ours, want, "{f}: ckb-probe {ours} != bpftrace {want}");
     }
     for op in ["GET", "PUT", "WRITE", "ITER_SEEK"] {
-        assert!(u(&s["operations"][op]["count"]) > 0, "{op} not seen in 30 s of mining");
+        assert!(
+            u(&s["operations"][op]["count"]) > 0,
+            "{op} not seen in 30 s of mining"
+        );
     }
     assert_eq!(u(&s["unpaired"]), 0);
 
@@ -102,7 +110,11 @@ fn real_node_counts_match_an_independent_probe() {
         }
     }
     for (op, n) in &per_op {
-        assert_eq!(*n, u(&s["operations"][op]["count"]), "{op}: CF sum != total");
+        assert_eq!(
+            *n,
+            u(&s["operations"][op]["count"]),
+            "{op}: CF sum != total"
+        );
     }
     assert_eq!(u(&s["cf_unresolved"]), 0);
     eprintln!(

@@ -338,7 +338,10 @@ fn sigint_detaches_everything() {
     );
     let status = std::fs::read_to_string(format!("/proc/{}/status", probe.child.id())).unwrap();
     let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
-    assert!(cap_eff.ends_with("0000000000000000"), "capabilities kept while monitoring: {cap_eff}");
+    assert!(
+        cap_eff.ends_with("0000000000000000"),
+        "capabilities kept while monitoring: {cap_eff}"
+    );
     let during = loaded_prog_names();
     assert!(
         during.iter().any(|n| n.starts_with("txn_commit")),

@@ -139,11 +139,13 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Slow operations of the last 60 s: a bounded list for display, exact per-second counts.
+/// Slow operations of the last 60 s: a bounded list for display, exact per-second counts, and
+/// the events of the current interval for JSON. Raw 48-byte records are kept; labels (wall
+/// time, column family) are made only when shown, so a flood of events stays cheap.
 struct SlowLog {
-    recent: VecDeque<SlowRecord>,
+    recent: VecDeque<(SystemTime, SlowEvent)>,
     per_sec: VecDeque<(u64, usize)>,
-    fresh: Vec<SlowRecord>,
+    fresh: Vec<(SystemTime, SlowEvent)>,
     dropped_fresh: u64,
     total: u64,
 }
@@ -152,9 +154,8 @@ const SLOW_KEEP: usize = 1_000;
 const SLOW_FRESH_MAX: usize = 100_000;
 
 impl SlowLog {
-    fn push(&mut self, r: SlowRecord) {
-        let sec = r
-            .wall
+    fn push(&mut self, wall: SystemTime, ev: SlowEvent) {
+        let sec = wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
@@ -164,14 +165,14 @@ impl SlowLog {
         }
         self.total += 1;
         if self.fresh.len() < SLOW_FRESH_MAX {
-            self.fresh.push(r.clone());
+            self.fresh.push((wall, ev));
         } else {
             self.dropped_fresh += 1;
         }
         if self.recent.len() == SLOW_KEEP {
             self.recent.pop_front();
         }
-        self.recent.push_back(r);
+        self.recent.push_back((wall, ev));
     }
 
     fn last_60s(&mut self, now: SystemTime) -> usize {
@@ -183,7 +184,7 @@ impl SlowLog {
             self.per_sec.pop_front();
         }
         let cutoff = now - Duration::from_secs(60);
-        while self.recent.front().is_some_and(|r| r.wall < cutoff) {
+        while self.recent.front().is_some_and(|(w, _)| *w < cutoff) {
             self.recent.pop_front();
         }
         self.per_sec.iter().map(|(_, n)| n).sum()
@@ -197,18 +198,58 @@ fn cf_label(names: &BTreeMap<u64, CfName>, cf: u64) -> String {
     }
 }
 
-fn slow_json(r: &SlowRecord) -> Value {
-    json!({
-        "time": view::rfc3339(r.wall),
-        "time_ms": r.wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-        "operation": r.op().name(),
-        "function": r.function(),
-        "latency_us": r.ev.latency_ns as f64 / 1_000.0,
-        "bytes": if r.op().has_bytes() { json!(r.ev.bytes) } else { Value::Null },
-        "column_family": r.cf,
-        "tid": r.ev.tid,
-        "note": r.note(),
-    })
+/// One slow operation in JSON, serialized straight from the record (no JSON tree per event).
+#[derive(serde::Serialize)]
+struct SlowJson<'a> {
+    time: String,
+    time_ms: u64,
+    operation: &'static str,
+    function: &'static str,
+    latency_us: f64,
+    bytes: Option<u64>,
+    column_family: &'a str,
+    tid: u32,
+    note: String,
+}
+
+fn slow_record(names: &BTreeMap<u64, CfName>, wall: SystemTime, ev: SlowEvent) -> SlowRecord {
+    SlowRecord {
+        wall,
+        cf: cf_label(names, ev.cf),
+        ev,
+    }
+}
+
+/// Appends `,"slow_ops":[...]` for the interval's events to a JSON object missing its `}`.
+fn push_slow_json(
+    out: &mut String,
+    names: &BTreeMap<u64, CfName>,
+    events: &[(SystemTime, SlowEvent)],
+) {
+    out.push_str(",\"slow_ops\":[");
+    for (i, (wall, ev)) in events.iter().enumerate() {
+        let r = slow_record(names, *wall, *ev);
+        let j = SlowJson {
+            time: view::rfc3339(r.wall),
+            time_ms: r
+                .wall
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            operation: r.op().name(),
+            function: r.function(),
+            latency_us: r.ev.latency_ns as f64 / 1_000.0,
+            bytes: r.op().has_bytes().then_some(r.ev.bytes),
+            column_family: &r.cf,
+            tid: r.ev.tid,
+            note: r.note(),
+        };
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(&j).unwrap_or_default());
+    }
+    out.push(']');
 }
 
 fn interval_json(iv: &RocksInterval) -> serde_json::Map<String, Value> {
@@ -250,18 +291,15 @@ struct Session {
 }
 
 impl Session {
-    fn drain(&mut self) {
-        let names = self.collector.cf_names();
-        let clock = &self.clock;
-        let mut batch: Vec<SlowEvent> = Vec::new();
-        self.collector.drain_events(|ev| batch.push(ev));
-        for ev in batch {
-            self.slow.push(SlowRecord {
-                wall: clock.wall(ev.end_ns),
-                cf: cf_label(&names, ev.cf),
-                ev,
-            });
-        }
+    /// Moves pending slow events out of the ring buffer; returns how many there were.
+    fn drain(&mut self) -> usize {
+        let (clock, slow) = (&self.clock, &mut self.slow);
+        let mut n = 0;
+        self.collector.drain_events(|ev| {
+            slow.push(clock.wall(ev.end_ns), ev);
+            n += 1;
+        });
+        n
     }
 
     fn report(&mut self, cur: RocksSnapshot, now: Instant) -> Result<()> {
@@ -282,11 +320,14 @@ impl Session {
             m.extend(interval_json(&iv));
             m.insert("anomalies".into(), json!(self.anomalies));
             if self.args.slow {
-                let fresh: Vec<Value> = self.slow.fresh.iter().map(slow_json).collect();
-                m.insert("slow_ops".into(), Value::Array(fresh));
                 m.insert("slow_ops_dropped".into(), json!(self.slow.dropped_fresh));
             }
             out.push_str(&Value::Object(m).to_string());
+            if self.args.slow {
+                out.pop();
+                push_slow_json(&mut out, &names, &self.slow.fresh);
+                out.push('}');
+            }
             out.push('\n');
         } else {
             if self.tty {
@@ -310,7 +351,7 @@ impl Session {
                     .rev()
                     .take(20)
                     .rev()
-                    .cloned()
+                    .map(|(w, ev)| slow_record(&names, *w, *ev))
                     .collect();
                 out.push_str(&view::rocksdb::slow_table(
                     self.args.threshold,
@@ -525,6 +566,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
 
     let tick = Duration::from_millis(100);
+    let busy_tick = Duration::from_millis(10);
     let mut next = start + interval_d;
     let mut reports = 0u64;
     let end = loop {
@@ -538,7 +580,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if duration.is_some_and(|d| now >= start + d) {
             break End::Duration;
         }
-        s.drain();
+        let drained = s.drain();
         if now >= next {
             let cur = s.collector.snapshot()?;
             s.report(cur, now)?;
@@ -551,7 +593,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 break End::Count;
             }
         }
-        let wait = next.saturating_duration_since(Instant::now()).min(tick);
+        // While events flow, come back sooner so the ring buffer never fills up.
+        let poll = if drained > 0 { busy_tick } else { tick };
+        let wait = next.saturating_duration_since(Instant::now()).min(poll);
         std::thread::sleep(wait);
     };
 

@@ -302,6 +302,8 @@ launch() {
   LAUNCHED_PID=$!
   echo "$LAUNCHED_PID" >"$pidf"
   STARTED_PIDS+=("$LAUNCHED_PID")
+  STARTED_PIDFILES+=("$pidf")
+  STARTED_NAMES+=("ckb $1")
 }
 
 show_logs() {
@@ -329,6 +331,8 @@ default_dir() {
 # ---------------------------------------------------------------- start / peer machinery
 
 STARTED_PIDS=()
+STARTED_PIDFILES=()
+STARTED_NAMES=()
 START_OK=0
 FAIL_LOGS=()
 
@@ -340,7 +344,8 @@ on_start_exit() {
     show_logs "${FAIL_LOGS[@]}"
     log "cleaning up what this command started"
     for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
-      stop_pid "${STARTED_PIDS[i]}" "process"
+      stop_pid "${STARTED_PIDS[i]}" "${STARTED_NAMES[i]}"
+      rm -f "${STARTED_PIDFILES[i]}"
     done
   fi
   exit "$rc"
@@ -492,6 +497,15 @@ cmd_peer() {
   init_node "$pdir" "$rpc_port" "$p2p_port"
   local boot="/ip4/127.0.0.1/tcp/$main_p2p/p2p/$main_id"
   toml_set "$pdir/ckb.toml" network bootnodes "[\"$boot\"]"
+  # `ckb init --chain dev` puts a timestamp in the genesis message, so every dev chain is different: the
+  # peer needs the first node's spec, else both sides ban 127.0.0.1 for 300 s ("not on the same network").
+  if ! cmp -s "$dir/specs/dev.toml" "$pdir/specs/dev.toml"; then
+    if [ -e "$pdir/data/db/CURRENT" ]; then
+      die "$pdir already holds a chain with another genesis than $dir (specs/dev.toml differ); use a new PEER_DIR"
+    fi
+    cp "$dir/specs/dev.toml" "$pdir/specs/dev.toml"
+    log "copied $dir/specs/dev.toml to the peer (same genesis)"
+  fi
   grep -qxF "$pdir" "$dir/peers" 2>/dev/null || echo "$pdir" >>"$dir/peers"
 
   trap on_start_exit EXIT
@@ -543,6 +557,8 @@ cmd_stop() {
   stop_dir "$dir"
 }
 
+alive_str() { if [ -n "$1" ]; then echo "pid $1 alive"; else echo "not running"; fi; }
+
 cmd_status() {
   local dir pid mpid port p2p tip peers p ppid rc=0
   dir=$(default_dir "${1:-}")
@@ -552,9 +568,9 @@ cmd_status() {
   port=$(rpc_port_of_dir "$dir")
   p2p=$(p2p_port_of_dir "$dir")
   echo "dir:   $dir"
-  echo "node:  ${pid:+pid $pid alive}${pid:-not running}   rpc 127.0.0.1:$port  p2p 127.0.0.1:$p2p"
+  echo "node:  $(alive_str "$pid")   rpc 127.0.0.1:$port  p2p 127.0.0.1:$p2p"
   if [ -f "$dir/ckb-miner.toml" ] && { [ -f "$dir/miner.pid" ] || [ -n "$mpid" ]; }; then
-    echo "miner: ${mpid:+pid $mpid alive}${mpid:-not running}"
+    echo "miner: $(alive_str "$mpid")"
   else
     echo "miner: none"
   fi
@@ -570,7 +586,7 @@ cmd_status() {
     while IFS= read -r p; do
       [ -n "$p" ] || continue
       ppid=$(live_pid "$p/ckb.pid" "$p")
-      echo "peer:  $p ${ppid:+pid $ppid alive}${ppid:-not running}"
+      echo "peer:  $p $(alive_str "$ppid")"
     done <"$dir/peers"
   fi
   return "$rc"

@@ -6,7 +6,6 @@
 //! - ckb-probe's own CPU and RSS at a 1 s interval.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

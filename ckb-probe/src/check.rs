@@ -462,10 +462,10 @@ fn target_checks(pid: u32, release: Option<(u32, u32)>) -> Result<Vec<Check>, Ta
                         p.exe.display()
                     ),
                 )
-                .hint("is this the CKB node? If it is, its binary may be stripped: run `ckb-probe symbols --pid PID` for details"),
+                .hint(format!("is this the CKB node? If it is, its binary may be stripped: run `ckb-probe symbols --pid {pid}` for details")),
             });
             if sites.linkage != Linkage::None {
-                out.push(traced_check(&sites.sites));
+                out.push(traced_check(pid, &sites.sites));
                 out.push(cost_check(&sites.sites));
             }
         }
@@ -474,7 +474,7 @@ fn target_checks(pid: u32, release: Option<(u32, u32)>) -> Result<Vec<Check>, Ta
     Ok(out)
 }
 
-fn traced_check(sites: &std::collections::BTreeMap<String, symbols::Site>) -> Check {
+fn traced_check(pid: u32, sites: &std::collections::BTreeMap<String, symbols::Site>) -> Check {
     let missing: Vec<&str> = TRACED
         .iter()
         .map(|t| t.symbol)
@@ -492,7 +492,7 @@ fn traced_check(sites: &std::collections::BTreeMap<String, symbols::Site>) -> Ch
             Status::Fail,
             format!("none of the {} traced rocksdb_* functions is present", TRACED.len()),
         )
-        .hint("this RocksDB build exports a different C API; run `ckb-probe symbols --pid PID --all` to see what it has")
+        .hint(format!("this RocksDB build exports a different C API; run `ckb-probe symbols --pid {pid} --all` to see what it has"))
     } else if !hot_missing.is_empty() {
         Check::new(
             "traced functions",
@@ -558,9 +558,16 @@ fn cost_check(sites: &std::collections::BTreeMap<String, symbols::Site>) -> Chec
 }
 
 fn seccomp_check(pid: u32, release: Option<(u32, u32)>) -> Check {
-    let mode = status_field(&pid.to_string(), "Seccomp");
+    seccomp_verdict(
+        status_field(&pid.to_string(), "Seccomp").as_deref(),
+        release,
+    )
+}
+
+/// The verdict for a `Seccomp:` mode (0 none, 1 strict, 2 filter) on kernel `release`.
+fn seccomp_verdict(mode: Option<&str>, release: Option<(u32, u32)>) -> Check {
     let new_kernel = release.is_some_and(|r| r >= (6, 11));
-    match mode.as_deref() {
+    match mode {
         Some("2") if new_kernel => Check::new(
             "target seccomp",
             Status::Warn,
@@ -674,19 +681,19 @@ mod tests {
     fn traced_statuses() {
         let all: Vec<&str> = TRACED.iter().map(|t| t.symbol).collect();
         assert_eq!(
-            traced_check(&sites(&all, ProbeCost::Emulated)).status,
+            traced_check(1, &sites(&all, ProbeCost::Emulated)).status,
             Status::Ok
         );
         assert_eq!(
-            traced_check(&sites(&HOT, ProbeCost::Emulated)).status,
+            traced_check(1, &sites(&HOT, ProbeCost::Emulated)).status,
             Status::Ok
         );
         assert_eq!(
-            traced_check(&sites(&HOT[1..], ProbeCost::Emulated)).status,
+            traced_check(1, &sites(&HOT[1..], ProbeCost::Emulated)).status,
             Status::Warn
         );
         assert_eq!(
-            traced_check(&sites(&[], ProbeCost::Emulated)).status,
+            traced_check(1, &sites(&[], ProbeCost::Emulated)).status,
             Status::Fail
         );
         assert_eq!(
@@ -696,6 +703,22 @@ mod tests {
         let c = cost_check(&sites(&HOT, ProbeCost::SingleStep));
         assert_eq!(c.status, Status::Warn);
         assert!(c.detail.starts_with("8 of 8"), "{}", c.detail);
+    }
+
+    #[test]
+    fn seccomp_verdicts() {
+        assert_eq!(
+            seccomp_verdict(Some("2"), Some((6, 11))).status,
+            Status::Warn
+        );
+        assert!(seccomp_verdict(Some("2"), Some((6, 18))).hint.is_some());
+        assert_eq!(seccomp_verdict(Some("2"), Some((6, 10))).status, Status::Ok);
+        assert_eq!(seccomp_verdict(Some("0"), Some((6, 18))).status, Status::Ok);
+        assert_eq!(
+            seccomp_verdict(Some("1"), Some((6, 18))).status,
+            Status::Info
+        );
+        assert_eq!(seccomp_verdict(None, None).status, Status::Info);
     }
 
     #[test]

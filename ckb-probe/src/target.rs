@@ -19,7 +19,7 @@ pub enum TargetError {
     )]
     NoSuchProcess { pid: u32 },
     #[error(
-        "cannot inspect process {pid} through /proc/{pid}: run ckb-probe as root (or with CAP_SYS_PTRACE) to read another user's process"
+        "cannot inspect process {pid} through /proc/{pid}: run ckb-probe as root (reading another process's executable and maps needs ptrace access); for a node in a container, run from the host"
     )]
     NotAccessible {
         pid: u32,

@@ -222,3 +222,65 @@ fn rocksdb_target() {
         assert_eq!(code, Some(0));
     }
 }
+
+/// Spawns `sleep 30` under an allow-everything seccomp filter (as systemd's
+/// `SystemCallFilter=` would install one).
+fn spawn_seccomp_filtered_sleep() -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    // SAFETY: only async-signal-safe prctl calls between fork and exec, on data owned by the
+    // closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut allow = [libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
+            }];
+            let prog = libc::sock_fprog {
+                len: 1,
+                filter: allow.as_mut_ptr(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("spawn a seccomp-filtered sleep")
+}
+
+#[test]
+fn seccomp_filtered_target() {
+    let mut child = spawn_seccomp_filtered_sleep();
+    let pid = child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let (r, _) = json(&["check", "--json", "--pid", &pid.to_string()]);
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let c = check(&r, "target seccomp");
+    let release = r["kernel_release"].as_str().expect("release");
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let version: (u32, u32) = (
+        it.next().and_then(|v| v.parse().ok()).expect("major"),
+        it.next().and_then(|v| v.parse().ok()).expect("minor"),
+    );
+    if version >= (6, 11) {
+        assert_eq!(c["status"], "warn", "{c}");
+        assert!(
+            c["hint"].as_str().is_some_and(|h| h.contains("uretprobe")),
+            "{c}"
+        );
+    } else {
+        assert_eq!(c["status"], "ok", "{c}");
+    }
+}

@@ -184,7 +184,9 @@ pub fn interval(
     let exact_max = |(before, after): (u64, u64)| (after > before).then_some(after);
 
     let mut functions = BTreeMap::new();
-    let mut op_sum: BTreeMap<Op, (OpStats, Vec<u64>, (u64, u64))> = BTreeMap::new();
+    // Per operation: summed stats, summed histogram, (max before, max after).
+    type OpAcc = (OpStats, Vec<u64>, (u64, u64));
+    let mut op_sum: BTreeMap<Op, OpAcc> = BTreeMap::new();
     for (fid, f) in TRACED.iter().enumerate() {
         let h = hist::delta(&cur.hist[fid][..], &prev.hist[fid][..]);
         let s = &fn_sum[fid];

@@ -42,6 +42,8 @@ pub struct Scan<'a> {
     pub rust: Vec<&'a [u8]>,
     /// Contents of read-only data sections (for version strings).
     pub rodata: Vec<&'a [u8]>,
+    /// Machine code of CKB's `ckb::main` (where the release version is an immediate).
+    pub ckb_main: Option<&'a [u8]>,
 }
 
 /// Whether `data` starts with the ELF magic.
@@ -178,6 +180,19 @@ fn scan_generic<Elf: FileHeader<Endian = Endianness>>(
                         first_bytes,
                     },
                 );
+            } else if want_rust && is_ckb_main(name) && out.ckb_main.is_none() {
+                let value: u64 = sym.st_value(endian).into();
+                let size: u64 = sym.st_size(endian).into();
+                let section = ctx(symbols.symbol_section(endian, sym, index), what)?;
+                out.ckb_main = section
+                    .and_then(|i| sections.section(i).ok())
+                    .and_then(|s| section_offset::<Elf>(s, endian, value))
+                    .and_then(|o| {
+                        let start = usize::try_from(o).ok()?;
+                        // A sane bound: `main` is a few dozen instructions.
+                        let len = usize::try_from(size.min(4096)).ok()?;
+                        data.get(start..start.checked_add(len)?)
+                    });
             } else if want_rust && prefilter.wants(name) {
                 // The same function may be in both tables, or carry LTO's `.llvm.N` suffix.
                 let base = name.split(|&b| b == b'.').next().unwrap_or(name);
@@ -189,6 +204,15 @@ fn scan_generic<Elf: FileHeader<Endian = Endianness>>(
         }
     }
     Ok(out)
+}
+
+/// CKB's `fn main` in the `ckb` crate (legacy or v0 mangling).
+fn is_ckb_main(name: &[u8]) -> bool {
+    if name.starts_with(b"_ZN3ckb4main17h") {
+        return true;
+    }
+    // v0: `_RNvCs<disambiguator>_3ckb4main`
+    name.starts_with(b"_RNvCs") && name.ends_with(b"_3ckb4main")
 }
 
 /// `st_value - sh_addr + sh_offset`, when the address lies in the section's file contents.

@@ -16,7 +16,8 @@ mod x86;
 
 use std::{
     collections::BTreeMap,
-    fs, io,
+    fs,
+    io::{self, Read as _},
     path::{Path, PathBuf},
 };
 
@@ -135,8 +136,10 @@ pub struct BinaryReport {
     /// functions found, by name.
     pub tier1: Vec<Tier1Fn>,
     pub tier1_missing_traced: Vec<String>,
+    /// Demangled names (hash removed), sorted; see [`tiers`] for the rule.
     pub tier2: Vec<String>,
     pub tier2_count: usize,
+    /// Distinct demangled names: the instances of one generic count once.
     pub tier3_count: usize,
     /// Listed by `symbols --all` only (null otherwise).
     pub tier3: Option<Vec<String>>,
@@ -154,7 +157,8 @@ fn io_error(path: &Path, e: io::Error) -> SymbolsError {
     }
 }
 
-/// Reads `open`, naming `display` in errors.
+/// Reads `open`, naming `display` in errors. Checks the ELF magic first so that a large file
+/// that is not ELF (a log, a database) is not read whole.
 fn read_file(open: &Path, display: &Path) -> Result<Vec<u8>, SymbolsError> {
     let meta = fs::metadata(open).map_err(|e| io_error(display, e))?;
     if meta.is_dir() {
@@ -168,7 +172,27 @@ fn read_file(open: &Path, display: &Path) -> Result<Vec<u8>, SymbolsError> {
             path: display.into(),
         });
     }
-    fs::read(open).map_err(|e| io_error(display, e))
+    let mut file = fs::File::open(open).map_err(|e| io_error(display, e))?;
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < magic.len() {
+        match file.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(display, e)),
+        }
+    }
+    if !elf::is_elf(&magic[..got]) {
+        return Err(SymbolsError::NotElf {
+            path: display.into(),
+        });
+    }
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    data.extend_from_slice(&magic);
+    file.read_to_end(&mut data)
+        .map_err(|e| io_error(display, e))?;
+    Ok(data)
 }
 
 fn scan_file<'a>(
@@ -488,12 +512,12 @@ fn report(
         .collect();
     let tiers = tiers::grade(scan.rust.iter().copied());
     let stripped = !scan.has_symtab;
-    let ckb_version = version::detect(&scan.rodata);
+    let ckb_version = version::detect(&scan.rodata, scan.ckb_main);
 
     let mut hints = Vec::new();
     match &rocks.linkage {
         Linkage::None if stripped => hints.push(
-            "the binary is stripped (no .symtab), so statically linked rocksdb_* functions cannot be found: run the node from a build that keeps its symbol table (CKB's release and prod profiles do; do not run `strip` or set `strip = true`), then analyse that binary or the running node with --pid".to_string(),
+            "no rocksdb_* functions found and the binary is stripped (no .symtab): if it links RocksDB statically, as CKB does, its functions cannot be located; run the node from a build that keeps its symbol table (CKB's release and prod profiles do: do not run `strip` or set `strip = true`), then analyse that binary or the running node with --pid".to_string(),
         ),
         Linkage::None => hints.push(rocks.problem.clone().unwrap_or_else(|| {
             "no RocksDB C API functions found: this binary does not use RocksDB through its C API (is it the CKB node executable?)".to_string()

@@ -246,3 +246,24 @@ fn mutations_reach_both_outcomes() {
     }
     assert!(ok > 20 && err > 20, "ok {ok}, err {err}");
 }
+
+#[test]
+fn library_search_order() {
+    let dirs = library_dirs(
+        Path::new(LS),
+        &["$ORIGIN/../lib".to_string(), "/opt/x".to_string()],
+    );
+    let origin = Path::new(LS)
+        .canonicalize()
+        .expect("canonical")
+        .parent()
+        .expect("dir")
+        .join("../lib");
+    assert_eq!(dirs[0], origin);
+    assert_eq!(dirs[1], Path::new("/opt/x"));
+    assert!(dirs.contains(&PathBuf::from("/usr/lib/x86_64-linux-gnu")));
+    let unique: std::collections::HashSet<_> = dirs.iter().collect();
+    assert_eq!(unique.len(), dirs.len());
+    assert!(is_rocksdb_library("librocksdb.so.7.8"));
+    assert!(!is_rocksdb_library("librocksdbx.so"));
+}

@@ -14,7 +14,10 @@
 //! 2. no path component is compiler-generated: no `{` anywhere (`{{closure}}`, `{{constant}}`,
 //!    `{{vtable.shim}}`, `{shim:vtable#0}`, v0's `{closure#0}`);
 //! 3. no generic arguments or parameters outside the trait name: no `<` in the plain path, in
-//!    `Type`, or after the `>::` of a trait method (`Foo<T>::new`, v0's `f::<u8>` are generic);
+//!    `Type`, or after the `>::` of a trait method (`Foo<T>::new`, v0's `f::<u8>` are generic).
+//!    Legacy mangling's impl-block components `<impl Foo>` / `<impl Trait for Foo>` (an impl
+//!    written in another module than its type) do not count when they hold no `<` themselves;
+//!    v0's inherent form `<crate::Foo>::f` is read like `crate::Foo::f`;
 //! 4. exactly one defined function symbol has this demangled name. Legacy mangling prints a
 //!    monomorphised generic function without its arguments, so several instances share one
 //!    name and differ only in the hash: more than one symbol means a generic.
@@ -95,9 +98,9 @@ pub fn mentions_crate(s: &str) -> bool {
     })
 }
 
-/// Splits `<Type as Trait>::rest` into `(Type, Trait, rest)`.
-fn split_trait_impl(s: &str) -> Option<(&str, &str, &str)> {
-    let inner_start = 1;
+/// Splits `<Type as Trait>::rest` into `(Type, Some(Trait), rest)`, and v0's inherent
+/// `<Type>::rest` into `(Type, None, rest)`.
+fn split_qualified(s: &str) -> Option<(&str, Option<&str>, &str)> {
     let mut depth = 0usize;
     let mut close = None;
     for (i, ch) in s.char_indices() {
@@ -114,21 +117,45 @@ fn split_trait_impl(s: &str) -> Option<(&str, &str, &str)> {
         }
     }
     let close = close?;
-    let inner = s.get(inner_start..close)?;
+    let inner = s.get(1..close)?;
     let rest = s.get(close + 1..)?.strip_prefix("::")?;
-    // " as " at bracket depth 0 inside the impl.
+    // " as " at bracket depth 0 inside the brackets.
     let mut depth = 0usize;
     for (i, ch) in inner.char_indices() {
         match ch {
             '<' => depth += 1,
             '>' => depth = depth.saturating_sub(1),
             ' ' if depth == 0 && inner[i..].starts_with(" as ") => {
-                return Some((&inner[..i], &inner[i + 4..], rest));
+                return Some((&inner[..i], Some(&inner[i + 4..]), rest));
             }
             _ => {}
         }
     }
-    None
+    Some((inner, None, rest))
+}
+
+/// Removes legacy mangling's impl-block components (`::<impl Foo>::`, `::<impl Tr for Foo>::`)
+/// whose types carry no generics: they only say which module an impl block sits in.
+fn drop_plain_impl_blocks(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("<impl ") {
+        let after = &rest[at + 6..];
+        match after.find(['<', '>']) {
+            Some(end) if after.as_bytes()[end] == b'>' => {
+                out.push_str(&rest[..at]);
+                out.push_str("impl");
+                rest = &after[end + 1..];
+            }
+            // A generic impl block: keep it, the `<` makes the name tier 3.
+            _ => {
+                out.push_str(&rest[..at + 6]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Rules 1 to 3 of the module documentation (rule 4 needs the whole symbol table).
@@ -137,14 +164,16 @@ pub fn tier2_shape(name: &str) -> bool {
         return false;
     }
     if name.starts_with('<') {
-        match split_trait_impl(name) {
+        match split_qualified(name) {
             Some((ty, _trait, rest)) => {
-                starts_with_crate(ty) && !ty.contains('<') && !rest.contains('<')
+                starts_with_crate(ty)
+                    && !ty.contains('<')
+                    && !drop_plain_impl_blocks(rest).contains('<')
             }
             None => false,
         }
     } else {
-        starts_with_crate(name) && !name.contains('<')
+        starts_with_crate(name) && !drop_plain_impl_blocks(name).contains('<')
     }
 }
 
@@ -153,8 +182,6 @@ pub fn tier2_shape(name: &str) -> bool {
 pub struct Tiers {
     pub tier2: Vec<String>,
     pub tier3: Vec<String>,
-    /// Tier 3 symbols, counting each generic instance (the names list them once).
-    pub tier3_symbols: usize,
 }
 
 /// Grades the mangled names of defined function symbols (already prefiltered, one entry per
@@ -173,7 +200,6 @@ pub fn grade<'a>(mangled: impl IntoIterator<Item = &'a [u8]>) -> Tiers {
         if n == 1 && tier2_shape(&name) {
             t.tier2.push(name);
         } else {
-            t.tier3_symbols += n;
             t.tier3.push(name);
         }
     }
@@ -238,6 +264,24 @@ mod tests {
             "<ckb_db::X as core::fmt::Debug>::fmt::{{closure}}"
         ));
         assert!(!tier2_shape("<broken"));
+        assert!(tier2_shape(
+            "ckb_network::peer_store::peer_store_db::<impl ckb_network::peer_store::anchors::Anchors>::load"
+        ));
+        assert!(tier2_shape(
+            "ckb_sync::x::<impl core::fmt::Debug for ckb_sync::X>::fmt"
+        ));
+        assert!(!tier2_shape("ckb_sync::x::<impl ckb_sync::Foo<T>>::new"));
+        assert!(!tier2_shape(
+            "ckb_tx_pool::process::<impl ckb_tx_pool::service::TxPoolService>::clear_pool::{{closure}}"
+        ));
+        assert!(tier2_shape("<ckb_db::RocksDB>::get"));
+        assert!(!tier2_shape("<ckb_db::RocksDB>::get::<u8>"));
+        assert_eq!(drop_plain_impl_blocks("a::<impl b::C>::d"), "a::impl::d");
+        assert_eq!(
+            drop_plain_impl_blocks("a::<impl b::C<T>>::d"),
+            "a::<impl b::C<T>>::d"
+        );
+        assert_eq!(drop_plain_impl_blocks("<impl "), "<impl ");
     }
 
     #[test]
@@ -270,6 +314,5 @@ mod tests {
                 "ckb_sync::sync::poll::{{closure}}"
             ]
         );
-        assert_eq!(t.tier3_symbols, 3);
     }
 }

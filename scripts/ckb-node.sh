@@ -6,13 +6,14 @@
 #   start [DIR]          init (if needed) a dev chain in DIR (default: new /tmp/ckb-probe-node.XXXX), start
 #                        `ckb run` + `ckb miner`, wait until 3 blocks are mined; last stdout line:
 #                        CKB_NODE_DIR=<dir> CKB_PID=<pid> CKB_RPC=http://127.0.0.1:<port>
-#   stop [DIR]           stop miner then node (SIGTERM, 20 s, SIGKILL); also stops peers started with `peer DIR`
-#   status [DIR]         pids alive or not, tip block number, peer count (exit 1 when the node is not running)
+#   stop [DIR]           stop miner then node (SIGTERM, 20 s, SIGKILL); also stops peers started with `peer DIR`;
+#                        idempotent. DIR defaults to $CKB_NODE_DIR.
+#   status [DIR]         pids alive or not, tip block number, peer count (exit 1 when the node is not running);
+#                        DIR defaults to $CKB_NODE_DIR, else the node last started here ($CKB_NODE_STATE)
 #   peer DIR [PEER_DIR]  start a second node (no miner) in PEER_DIR with the node in DIR as its bootnode and wait
 #                        until DIR's node lists it in get_peers; last stdout line:
 #                        CKB_PEER_DIR=<dir> CKB_PEER_PID=<pid> CKB_PEER_RPC=http://127.0.0.1:<port>
 #   demo-env [DIR]       install, then start
-# DIR defaults to the node last started by `start` (recorded in $CKB_NODE_STATE).
 #
 # Environment:
 #   CKB_RPC_PORT (8114) CKB_P2P_PORT (8115)            ports of the node made by `start`
@@ -22,7 +23,7 @@
 #   CKB_START_TIMEOUT (120) CKB_PEER_TIMEOUT (60) CKB_STOP_TIMEOUT (20)  seconds
 #   CKB_BIN     ckb binary to use (default: `ckb` from PATH, else ~/.cargo/bin/ckb)
 #   CKB_VERSION (0.210.0)     version `install` makes sure of
-#   CKB_NODE_STATE (/tmp/ckb-probe-node.current)  file remembering the last started DIR
+#   CKB_NODE_STATE (/tmp/ckb-probe-last-node)  file remembering the last started DIR (used by status only)
 #
 # Messages go to stderr with a [ckb-node] prefix; only the final KEY=VALUE line goes to stdout, so
 #   eval "$(scripts/ckb-node.sh start)"   sets CKB_NODE_DIR, CKB_PID and CKB_RPC in the calling shell.
@@ -31,7 +32,7 @@ set -euo pipefail
 
 CKB_VERSION="${CKB_VERSION:-0.210.0}"
 BA_ARG=0xc8328aabcd9b9e8e64fbc566c4385c3bdeb219d7
-STATE_FILE="${CKB_NODE_STATE:-/tmp/ckb-probe-node.current}"
+STATE_FILE="${CKB_NODE_STATE:-/tmp/ckb-probe-last-node}"
 CARGO_BIN_DIR="$HOME/.cargo/bin"
 case ":$PATH:" in *":$CARGO_BIN_DIR:"*) ;; *) PATH="$PATH:$CARGO_BIN_DIR" ;; esac
 export PATH
@@ -267,14 +268,25 @@ live_pid() {
   esac
 }
 
+# Alive and not a zombie (a detached ckb that exited stays a zombie until its new parent reaps it). A zombie
+# thread-group leader whose other threads still run is a process still exiting: alive.
+is_alive() {
+  local st tasks
+  kill -0 "$1" 2>/dev/null || return 1
+  st=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ "$st" = Z ] || return 0
+  tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+  [ "$tasks" -gt 1 ]
+}
+
 # stop_pid PID NAME: SIGTERM, wait up to CKB_STOP_TIMEOUT s, then SIGKILL.
 stop_pid() {
   local pid=$1 name=$2 timeout=${CKB_STOP_TIMEOUT:-20} t0
-  kill -0 "$pid" 2>/dev/null || return 0
+  is_alive "$pid" || return 0
   log "stopping $name (pid $pid) with SIGTERM"
   t0=$(now_ms)
   kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do
+  while is_alive "$pid"; do
     if [ $(($(now_ms) - t0)) -ge $((timeout * 1000)) ]; then
       log "$name (pid $pid) still alive after ${timeout} s; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
@@ -317,15 +329,18 @@ show_logs() {
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
 
+# default_dir ARG [state]: ARG, else $CKB_NODE_DIR (set by eval "$(... start)"), else -- only when the second
+# argument is "state" (read-only commands) -- the node last started on this machine. `stop` never falls back
+# to that file: other users of this script on the same machine may have started a node since.
 default_dir() {
-  if [ -n "${1:-}" ]; then
-    [ -d "$1" ] || die "no such directory: $1"
-    (cd "$1" && pwd -P)
-  elif [ -s "$STATE_FILE" ]; then
-    cat "$STATE_FILE"
-  else
-    die "no DIR given and no node recorded in $STATE_FILE"
+  local d=${1:-${CKB_NODE_DIR:-}}
+  if [ -z "$d" ] && [ "${2:-}" = state ] && [ -s "$STATE_FILE" ]; then
+    d=$(cat "$STATE_FILE")
+    log "no DIR given; using the node last started on this machine: $d"
   fi
+  [ -n "$d" ] || die "no DIR given (and CKB_NODE_DIR is not set)"
+  [ -d "$d" ] || die "no such directory: $d"
+  (cd "$d" && pwd -P)
 }
 
 # ---------------------------------------------------------------- start / peer machinery
@@ -335,6 +350,7 @@ STARTED_PIDFILES=()
 STARTED_NAMES=()
 START_OK=0
 FAIL_LOGS=()
+FAIL_DIR=""
 
 on_start_exit() {
   local rc=$? i
@@ -342,7 +358,7 @@ on_start_exit() {
   [ "$rc" = 0 ] && rc=1
   if [ ${#STARTED_PIDS[@]} -gt 0 ]; then
     show_logs "${FAIL_LOGS[@]}"
-    log "cleaning up what this command started"
+    log "cleaning up what this command started (configuration, chain and logs stay in ${FAIL_DIR:-?})"
     for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
       stop_pid "${STARTED_PIDS[i]}" "${STARTED_NAMES[i]}"
       rm -f "${STARTED_PIDFILES[i]}"
@@ -383,7 +399,7 @@ init_node() {
 wait_rpc() { # PORT PID DEADLINE_S NAME: until the RPC answers; fails when PID dies or at DEADLINE_S (SECONDS)
   local port=$1 pid=$2 deadline=$3 name=$4
   until tip_of "$port" >/dev/null; do
-    kill -0 "$pid" 2>/dev/null || fail "$name (pid $pid) exited before its RPC answered"
+    is_alive "$pid" || fail "$name (pid $pid) exited before its RPC answered"
     [ "$SECONDS" -lt "$deadline" ] || fail "$name's RPC on 127.0.0.1:$port did not answer in time"
     sleep 0.3
   done
@@ -431,6 +447,7 @@ cmd_start() {
   trap on_start_exit EXIT
   trap 'exit 130' INT TERM
   FAIL_LOGS=("$dir/ckb-run.log" "$dir/ckb-miner.log")
+  FAIL_DIR=$dir
   local deadline=$((SECONDS + timeout)) t0 t_rpc t_first t_done base tip first_tip=""
   t0=$(now_ms)
   launch "$dir/ckb-run.log" "$dir/ckb.pid" run -C "$dir"
@@ -445,8 +462,8 @@ cmd_start() {
   mpid=$LAUNCHED_PID
   log "ckb miner started (pid $mpid, log $dir/ckb-miner.log); waiting for the tip to grow by 3"
   while :; do
-    kill -0 "$pid" 2>/dev/null || fail "ckb run (pid $pid) exited"
-    kill -0 "$mpid" 2>/dev/null || fail "ckb miner (pid $mpid) exited"
+    is_alive "$pid" || fail "ckb run (pid $pid) exited"
+    is_alive "$mpid" || fail "ckb miner (pid $mpid) exited"
     tip=$(tip_of "$rpc_port") || tip=$base
     if [ -z "$first_tip" ] && [ "$tip" -gt "$base" ]; then first_tip=$tip; t_first=$(now_ms); fi
     [ "$tip" -ge $((base + 3)) ] && break
@@ -511,6 +528,7 @@ cmd_peer() {
   trap on_start_exit EXIT
   trap 'exit 130' INT TERM
   FAIL_LOGS=("$pdir/ckb-run.log" "$dir/ckb-run.log")
+  FAIL_DIR=$pdir
   local deadline=$((SECONDS + timeout)) t0 t1 peer_id main_tip peer_tip
   t0=$(now_ms)
   launch "$pdir/ckb-run.log" "$pdir/ckb.pid" run -C "$pdir"
@@ -520,7 +538,7 @@ cmd_peer() {
   peer_id=$(node_id_of "$rpc_port") || fail "could not read the peer's node_id"
   log "peer RPC answers after $(secs "$t0" "$(now_ms)") s (node id $peer_id); waiting for $dir's node to list it in get_peers"
   until peer_ids_of "$main_rpc" | grep -qxF "$peer_id"; do
-    kill -0 "$pid" 2>/dev/null || fail "peer ckb run (pid $pid) exited"
+    is_alive "$pid" || fail "peer ckb run (pid $pid) exited"
     [ "$SECONDS" -lt "$deadline" ] || fail "the first node did not list the peer in get_peers within ${timeout} s"
     sleep 0.3
   done
@@ -561,7 +579,7 @@ alive_str() { if [ -n "$1" ]; then echo "pid $1 alive"; else echo "not running";
 
 cmd_status() {
   local dir pid mpid port p2p tip peers p ppid rc=0
-  dir=$(default_dir "${1:-}")
+  dir=$(default_dir "${1:-}" state)
   [ -f "$dir/ckb.toml" ] || die "$dir holds no ckb node (no ckb.toml)"
   pid=$(live_pid "$dir/ckb.pid" "$dir")
   mpid=$(live_pid "$dir/miner.pid" "$dir")

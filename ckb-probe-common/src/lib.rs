@@ -8,6 +8,7 @@
 pub mod config;
 pub mod hist;
 pub mod rocksdb;
+pub mod syscall;
 
 /// Implements `aya::Pod` for plain-old-data types on the user side only.
 #[macro_export]

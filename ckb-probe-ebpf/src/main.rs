@@ -5,6 +5,7 @@
 #![feature(asm_experimental_arch)]
 
 mod rocksdb;
+mod syscall;
 mod util;
 
 #[cfg(not(test))]

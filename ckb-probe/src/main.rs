@@ -29,6 +29,8 @@ enum Command {
     Symbols(cmd::symbols::Args),
     /// Trace RocksDB operations of a CKB node: QPS, latency percentiles, bytes, per column family.
     Rocksdb(cmd::rocksdb::Args),
+    /// Trace the system calls of a CKB node per thread role: rates, errors, latency, I/O sizes.
+    Syscall(cmd::syscall::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Symbols(a) => cmd::symbols::run(a),
         Command::Rocksdb(a) => cmd::rocksdb::run(a),
+        Command::Syscall(a) => cmd::syscall::run(a),
     };
     match result {
         Ok(code) => code,

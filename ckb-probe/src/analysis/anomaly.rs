@@ -3,14 +3,17 @@
 //! an alert fires when it exceeds the baseline by a factor (5x). No alert during warm-up.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::BTreeMap,
     time::{Duration, Instant, SystemTime},
 };
 
 use ckb_probe_common::rocksdb::Op;
 use serde::Serialize;
 
-use super::rocksdb::RocksInterval;
+use super::{
+    baseline::{BaselineConfig, WindowedBaseline},
+    rocksdb::RocksInterval,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DetectorConfig {
@@ -50,11 +53,8 @@ pub struct Anomaly {
     pub next: String,
 }
 
-#[derive(Default)]
 struct OpState {
-    window: VecDeque<(Instant, u64, u64)>,
-    baseline_ns: Option<f64>,
-    last_update: Option<Instant>,
+    latency: WindowedBaseline,
     active_since: Option<SystemTime>,
 }
 
@@ -90,39 +90,24 @@ impl LatencyDetector {
         let mut spiking = Vec::new();
         for op in Op::ALL {
             let r = iv.op(op);
-            let st = self.ops.entry(op).or_default();
-            st.window
-                .push_back((now, r.map_or(0, |r| r.count), r.map_or(0, |r| r.total_ns)));
-            while st
-                .window
-                .front()
-                .is_some_and(|(t, _, _)| now.duration_since(*t) >= cfg.window)
-            {
-                st.window.pop_front();
-            }
-            let (n, ns) = st
-                .window
-                .iter()
-                .fold((0, 0), |(n, ns), (_, c, t)| (n + c, ns + t));
-            let avg = (n >= cfg.min_ops).then(|| ns as f64 / n as f64);
-            let spike = match (avg, st.baseline_ns) {
-                (Some(a), Some(b)) if b > 0.0 => a > cfg.factor * b,
-                _ => false,
-            };
-            // The baseline learns once per window, and not from a spike.
-            let due = st
-                .last_update
-                .is_none_or(|t| now.duration_since(t) >= cfg.window);
-            if let (Some(a), true, false) = (avg, due, spike) {
-                st.baseline_ns = Some(match st.baseline_ns {
-                    None => a,
-                    Some(b) => cfg.alpha * a + (1.0 - cfg.alpha) * b,
-                });
-                st.last_update = Some(now);
-            }
-            if warm && spike {
+            let st = self.ops.entry(op).or_insert_with(|| OpState {
+                latency: WindowedBaseline::new(BaselineConfig {
+                    alpha: cfg.alpha,
+                    factor: cfg.factor,
+                    window: cfg.window,
+                    min_den: cfg.min_ops as f64,
+                }),
+                active_since: None,
+            });
+            let reading = st.latency.observe(
+                now,
+                r.map_or(0.0, |r| r.total_ns as f64),
+                r.map_or(0.0, |r| r.count as f64),
+            );
+            if warm && reading.spike {
                 let since = *st.active_since.get_or_insert_with(SystemTime::now);
-                let (a, b) = (avg.unwrap_or(0.0), st.baseline_ns.unwrap_or(0.0));
+                let a = reading.current.unwrap_or(0.0);
+                let b = reading.baseline.unwrap_or(0.0);
                 spiking.push((op, since, a, b));
             } else {
                 st.active_since = None;
@@ -152,7 +137,7 @@ impl LatencyDetector {
     pub fn baseline_us(&self, op: Op) -> Option<f64> {
         self.ops
             .get(&op)
-            .and_then(|s| s.baseline_ns)
+            .and_then(|s| s.latency.baseline())
             .map(|b| b / 1_000.0)
     }
 }

@@ -1,3 +1,4 @@
 pub mod check;
 pub mod rocksdb;
 pub mod symbols;
+pub mod syscall;

@@ -3,6 +3,7 @@
 //! owned by it (nothing is pinned), so even a killed ckb-probe leaves no probe behind.
 
 pub mod rocksdb;
+pub mod syscall;
 
 use aya::{Ebpf, EbpfLoader, maps::Array};
 use ckb_probe_common::config::Config;

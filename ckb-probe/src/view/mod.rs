@@ -1,6 +1,7 @@
 //! Presentation helpers shared by every layer's views: number formats and box tables.
 
 pub mod rocksdb;
+pub mod syscall;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

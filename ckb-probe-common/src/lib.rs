@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod hist;
+pub mod net;
 pub mod rocksdb;
 pub mod syscall;
 

@@ -29,6 +29,8 @@ enum Command {
     Symbols(cmd::symbols::Args),
     /// Trace RocksDB operations of a CKB node: QPS, latency percentiles, bytes, per column family.
     Rocksdb(cmd::rocksdb::Args),
+    /// Trace a CKB node's TCP peers: bytes, rates, retransmits, connection events, churn alerts.
+    Net(cmd::net::Args),
     /// Trace the system calls of a CKB node per thread role: rates, errors, latency, I/O sizes.
     Syscall(cmd::syscall::Args),
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Symbols(a) => cmd::symbols::run(a),
         Command::Rocksdb(a) => cmd::rocksdb::run(a),
+        Command::Net(a) => cmd::net::run(a),
         Command::Syscall(a) => cmd::syscall::run(a),
     };
     match result {

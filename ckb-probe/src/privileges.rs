@@ -21,10 +21,14 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Clears every capability of this process (all threads must not have been spawned yet, or
-/// they keep theirs: call it from the single thread that did the attaching) and sets
+/// CAP_SYS_PTRACE: reading another process's /proc/PID/fd (the net layer re-reads the
+/// target's listening sockets every interval).
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Clears every capability of this process except `keep` (all threads must not have been
+/// spawned yet, or they keep theirs: call it from the thread that did the attaching) and sets
 /// no_new_privs, so nothing executed later can regain them.
-pub fn drop_all() -> io::Result<()> {
+pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
@@ -33,13 +37,23 @@ pub fn drop_all() -> io::Result<()> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [CapData::default(); 2];
+    let mut data = [CapData::default(); 2];
+    for &cap in keep {
+        let d = &mut data[(cap / 32) as usize];
+        d.effective |= 1 << (cap % 32);
+        d.permitted |= 1 << (cap % 32);
+    }
     // SAFETY: capset with a valid v3 header and two data structs, as the ABI requires.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Clears every capability: see [`drop_all_but`].
+pub fn drop_all() -> io::Result<()> {
+    drop_all_but(&[])
 }
 
 /// This process's effective capability mask (from /proc/self/status), for `check` and tests.

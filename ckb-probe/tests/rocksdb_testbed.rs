@@ -273,8 +273,8 @@ fn json_lines_have_documented_fields() {
 fn anomaly_fires_on_storm_and_not_on_steady_load() {
     let (_t, steady) = traced_run(
         "static",
-        &["--threads", "2", "--duration", "25", "--rate", "4000"],
-        &["--warmup", "5"],
+        &["--threads", "2", "--duration", "30", "--rate", "4000"],
+        &["--warmup", "10"],
     );
     for o in &steady {
         if o["type"] == "interval" {
@@ -293,15 +293,15 @@ fn anomaly_fires_on_storm_and_not_on_steady_load() {
             "--threads",
             "2",
             "--duration",
-            "28",
+            "34",
             "--rate",
             "4000",
             "--storm-after",
-            "12",
+            "18",
             "--storm-secs",
             "12",
         ],
-        &["--warmup", "5"],
+        &["--warmup", "10"],
     );
     let first = storm
         .iter()
@@ -313,12 +313,14 @@ fn anomaly_fires_on_storm_and_not_on_steady_load() {
         "first alert at uptime {uptime} s: {}",
         storm[first]["anomalies"]
     );
-    // The storm starts 12 s into the measured phase (ckb-probe attached slightly before).
-    assert!(uptime >= 12, "alert before the storm at {uptime} s");
-    assert!(uptime <= 12 + 15 + 1, "alert too late at {uptime} s");
+    // The storm starts 18 s into the measured phase (ckb-probe attached slightly before);
+    // spec F-7: an alert within 15 s.
+    assert!(uptime >= 18, "alert before the storm at {uptime} s");
+    assert!(uptime <= 18 + 15 + 1, "alert too late at {uptime} s");
     let a = &storm[first]["anomalies"][0];
     assert_eq!(a["type"], "latency_spike");
-    assert!(a["multiplier"].as_f64().unwrap() > 5.0);
+    // Rounded to one decimal: a spike just above 5x reads 5.0.
+    assert!(a["multiplier"].as_f64().unwrap() >= 5.0);
     assert!(!a["cause"].as_str().unwrap().is_empty());
 }
 
@@ -352,13 +354,17 @@ fn sigint_detaches_everything() {
     assert_eq!(code, 0, "{stderr}");
     let objs = parse_ndjson(&lines);
     assert_eq!(summary(&objs)["end"], "signal");
-    let after = loaded_prog_names();
-    assert!(
-        !after
-            .iter()
-            .any(|n| n.starts_with("txn_commit") || n.starts_with("get_pinned")),
-        "leftover programs: {after:?}"
-    );
+    // The kernel frees a program after an RCU grace period once its last fd is closed.
+    let ours = |n: &String| n.starts_with("txn_commit") || n.starts_with("get_pinned");
+    let mut after = loaded_prog_names();
+    for _ in 0..50 {
+        if !after.iter().any(ours) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        after = loaded_prog_names();
+    }
+    assert!(!after.iter().any(ours), "leftover programs: {after:?}");
     // SAFETY: stopping our own child.
     unsafe { libc::kill(tb.pid as i32, libc::SIGTERM) };
     let _ = tb.finish();

@@ -42,6 +42,7 @@ pub struct WindowedBaseline {
     window: VecDeque<(Instant, f64, f64)>,
     baseline: Option<f64>,
     last_update: Option<Instant>,
+    first_seen: Option<Instant>,
 }
 
 impl WindowedBaseline {
@@ -51,6 +52,7 @@ impl WindowedBaseline {
             window: VecDeque::new(),
             baseline: None,
             last_update: None,
+            first_seen: None,
         }
     }
 
@@ -77,9 +79,14 @@ impl WindowedBaseline {
             (Some(c), Some(b)) if b > 0.0 => c > self.cfg.factor * b,
             _ => false,
         };
-        let due = self
-            .last_update
-            .is_none_or(|t| now.duration_since(t) >= self.cfg.window);
+        // The first baseline waits for a full window of data: a baseline from the first second
+        // (cold caches, start-up work) would make every later second look like a spike.
+        let first = *self.first_seen.get_or_insert(now);
+        let full = now.duration_since(first) + self.cfg.window / 10 >= self.cfg.window;
+        let due = full
+            && self
+                .last_update
+                .is_none_or(|t| now.duration_since(t) >= self.cfg.window);
         if let (Some(c), true, false) = (current, due, spike) {
             self.baseline = Some(match self.baseline {
                 None => c,

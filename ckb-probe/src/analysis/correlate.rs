@@ -1,10 +1,10 @@
 //! Correlation alerts across layers (spec 5.7), each with its evidence:
 //! - lock contention: the futex call rate exceeds 3x its baseline while more than 70 % of
 //!   futex calls are waits;
-//! - I/O bottleneck: the latency of pwrite64 or fdatasync/fsync spikes (5x its baseline) while
+//! - I/O bottleneck: the latency of write/pwrite64 or fdatasync/fsync spikes (5x its baseline) while
 //!   the RocksDB layer reports a WRITE latency spike;
-//! - disconnection storm: more than 10 peer disconnections in the last minute (from the net
-//!   layer), with the peers that keep reconnecting.
+//! - disconnection storm: the net layer's churn detector reports more than 10 peer
+//!   disconnections in the last minute; shown with the peers that keep reconnecting.
 //!
 //! Nothing fires during the warm-up, when baselines are still being learnt.
 
@@ -33,19 +33,22 @@ pub struct Correlation {
     pub next: String,
 }
 
-/// What the net layer says about disconnections over the last minute.
+/// What the net layer's churn detector concluded this interval (it owns the threshold and
+/// its warm-up: more than 10 disconnections in a minute).
 #[derive(Clone, Debug, Default)]
 pub struct Disconnects {
-    pub last_minute: u64,
-    /// Peers (address) with repeated connections in the window.
+    /// Disconnections in the last minute when a storm is on.
+    pub storm: Option<u64>,
+    /// Peers with repeated connections in the window.
     pub reconnecting: Vec<String>,
 }
 
-const WATCHED_IO: [&str; 3] = ["pwrite64", "fdatasync", "fsync"];
+/// RocksDB appends its WAL and SST files with `write` (PosixWritableFile) and positions with
+/// `pwrite64` elsewhere; `fdatasync`/`fsync` are its durability barriers.
+const WATCHED_IO: [&str; 4] = ["write", "pwrite64", "fdatasync", "fsync"];
 pub const FUTEX_RATE_FACTOR: f64 = 3.0;
 pub const FUTEX_WAIT_SHARE: f64 = 0.7;
 pub const IO_FACTOR: f64 = 5.0;
-pub const DISCONNECTS_PER_MINUTE: u64 = 10;
 
 pub struct Correlator {
     start: Instant,
@@ -126,6 +129,7 @@ impl Correlator {
 
             let write_spike = rocks_anomalies.iter().any(|a| a.operation == "WRITE");
             let mut io_evidence = Vec::new();
+            let mut io_role: Option<&'static str> = None;
             for name in WATCHED_IO {
                 let r = sys.syscall(name);
                 let reading = self.io.get_mut(name).map(|b| {
@@ -138,16 +142,14 @@ impl Correlator {
                 if let Some(reading) = reading
                     && reading.spike
                 {
-                    let role = sys
+                    let top = sys
                         .by_role_of(name)
                         .first()
-                        .map_or(String::new(), |(role, r)| {
-                            format!(
-                                ", {:.0}% of it from {} threads",
-                                r.time_share * 100.0,
-                                role.name()
-                            )
-                        });
+                        .map(|(role, r)| (role.name(), r.time_share));
+                    io_role = io_role.or(top.map(|t| t.0));
+                    let role = top.map_or(String::new(), |(role, share)| {
+                        format!(", {:.0}% of it from {role} threads", share * 100.0)
+                    });
                     io_evidence.push(format!(
                         "{name} avg {:.1} µs vs baseline {:.1} µs (×{:.1}){role}",
                         reading.current.unwrap_or(0.0) / 1_000.0,
@@ -170,13 +172,15 @@ impl Correlator {
                     "io_bottleneck",
                     "I/O bottleneck: RocksDB writes wait on the disk".into(),
                     format!("{rocks}{}", io_evidence.join("; ")),
-                    "ckb-probe syscall --role flush".into(),
+                    io_role.map_or("ckb-probe syscall".into(), |r| {
+                        format!("ckb-probe syscall --role {r}")
+                    }),
                 ));
             }
         }
 
         if let Some(n) = net
-            && n.last_minute > DISCONNECTS_PER_MINUTE
+            && let Some(count) = n.storm
         {
             let again = if n.reconnecting.is_empty() {
                 String::new()
@@ -186,7 +190,7 @@ impl Correlator {
             found.push((
                 "disconnection_storm",
                 "Disconnection storm: peers keep dropping".into(),
-                format!("{} disconnections in the last minute (threshold {DISCONNECTS_PER_MINUTE}){again}", n.last_minute),
+                format!("{count} disconnections in the last minute{again}"),
                 "ckb-probe net".into(),
             ));
         }
@@ -304,7 +308,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Correlator::new(t0, Duration::from_secs(60));
         let storm = Disconnects {
-            last_minute: 12,
+            storm: Some(12),
             reconnecting: vec!["127.0.0.1:8125".into()],
         };
         assert!(
@@ -314,10 +318,7 @@ mod tests {
         let out = c.observe(t0 + Duration::from_secs(61), &[], None, Some(&storm));
         assert_eq!(kinds(&out), vec!["disconnection_storm"]);
         assert!(out[0].evidence.contains("127.0.0.1:8125"));
-        let calm = Disconnects {
-            last_minute: 10,
-            reconnecting: vec![],
-        };
+        let calm = Disconnects::default();
         assert!(
             c.observe(t0 + Duration::from_secs(62), &[], None, Some(&calm))
                 .is_empty()

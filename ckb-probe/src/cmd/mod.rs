@@ -1,4 +1,6 @@
 pub mod check;
+pub mod net;
 pub mod rocksdb;
+pub mod runner;
 pub mod symbols;
 pub mod syscall;

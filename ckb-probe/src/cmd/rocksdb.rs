@@ -1,30 +1,31 @@
-//! `ckb-probe rocksdb`: attach the RocksDB layer to a CKB node and report every interval.
+//! `ckb-probe rocksdb`: attach the RocksDB layer to a CKB node and report every interval;
+//! with `--with syscall,net`, the other layers run in the same process and the cross-layer
+//! correlation rules apply.
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    io::{IsTerminal, Write},
     process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
 use ckb_probe::{
     analysis::{
-        anomaly::{Anomaly, DetectorConfig, LatencyDetector},
+        anomaly::{DetectorConfig, LatencyDetector},
+        correlate::Correlator,
         rocksdb::{RocksInterval, interval},
     },
-    collect::rocksdb::{CfName, RocksCollector, RocksSnapshot},
+    collect::{
+        clock::MonoClock,
+        rocksdb::{CfName, RocksCollector, RocksSnapshot},
+    },
     error::InputError,
     node, privileges,
     probe::{
         Engine,
         rocksdb::{RocksAttach, RocksOptions, attach},
     },
-    symbols, target,
+    symbols,
     view::{
         self,
         rocksdb::{Header, SlowRecord},
@@ -34,7 +35,9 @@ use ckb_probe_common::{
     config::{CONFIG_FLAG_CF, Config},
     rocksdb::{CF_DEFAULT, SlowEvent},
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+use super::runner::{self, End, Layer, Limits, Piece, Runner, Signals};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -74,69 +77,10 @@ pub struct Args {
     /// Do not resolve column families (no reads of RocksDB's objects in the target).
     #[arg(long)]
     pub no_cf: bool,
-}
-
-fn positive(name: &str, v: f64) -> Result<Duration> {
-    if !(v.is_finite() && v > 0.0 && v < 1e7) {
-        return Err(InputError::Other(format!(
-            "--{name} must be a positive number of seconds, got {v}"
-        ))
-        .into());
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// Why the run ended.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
-    Signal,
-    TargetExited,
-    Duration,
-    Count,
-}
-
-impl End {
-    fn name(self) -> &'static str {
-        match self {
-            End::Signal => "signal",
-            End::TargetExited => "target_exited",
-            End::Duration => "duration",
-            End::Count => "count",
-        }
-    }
-}
-
-/// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
-struct Clock {
-    wall: SystemTime,
-    mono_ns: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            wall: SystemTime::now(),
-            mono_ns: monotonic_ns(),
-        }
-    }
-
-    fn wall(&self, mono_ns: u64) -> SystemTime {
-        if mono_ns >= self.mono_ns {
-            self.wall + Duration::from_nanos(mono_ns - self.mono_ns)
-        } else {
-            self.wall - Duration::from_nanos(self.mono_ns - mono_ns)
-        }
-    }
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    /// Run other layers in the same process too (comma-separated: syscall, net); their
+    /// reports follow the RocksDB table, and cross-layer correlation alerts are on.
+    #[arg(long, value_delimiter = ',', value_name = "LAYERS")]
+    pub with: Vec<String>,
 }
 
 /// Slow operations of the last 60 s: a bounded list for display, exact per-second counts, and
@@ -220,13 +164,9 @@ fn slow_record(names: &BTreeMap<u64, CfName>, wall: SystemTime, ev: SlowEvent) -
     }
 }
 
-/// Appends `,"slow_ops":[...]` for the interval's events to a JSON object missing its `}`.
-fn push_slow_json(
-    out: &mut String,
-    names: &BTreeMap<u64, CfName>,
-    events: &[(SystemTime, SlowEvent)],
-) {
-    out.push_str(",\"slow_ops\":[");
+/// The interval's slow events as a JSON array.
+fn slow_json_array(names: &BTreeMap<u64, CfName>, events: &[(SystemTime, SlowEvent)]) -> String {
+    let mut out = String::from("[");
     for (i, (wall, ev)) in events.iter().enumerate() {
         let r = slow_record(names, *wall, *ev);
         let j = SlowJson {
@@ -250,13 +190,14 @@ fn push_slow_json(
         out.push_str(&serde_json::to_string(&j).unwrap_or_default());
     }
     out.push(']');
+    out
 }
 
-fn interval_json(iv: &RocksInterval) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
+fn interval_json(iv: &RocksInterval) -> Map<String, Value> {
+    let mut m = Map::new();
     m.insert("operations".into(), json!(iv.operations));
     m.insert("functions".into(), json!(iv.functions));
-    let cfs: serde_json::Map<String, Value> = iv
+    let cfs: Map<String, Value> = iv
         .column_families
         .iter()
         .map(|c| {
@@ -273,26 +214,28 @@ fn interval_json(iv: &RocksInterval) -> serde_json::Map<String, Value> {
     m
 }
 
-struct Session {
+/// The RocksDB layer of one run: its collector, baselines, slow log and views.
+struct RocksLayer {
     args: Args,
     pid: u32,
     node: String,
     collector: RocksCollector,
     attach: RocksAttach,
-    clock: Clock,
+    clock: MonoClock,
     start: Instant,
     first: RocksSnapshot,
     prev: RocksSnapshot,
     detector: LatencyDetector,
-    anomalies: Vec<Anomaly>,
     slow: SlowLog,
     interval: Duration,
-    tty: bool,
 }
 
-impl Session {
-    /// Moves pending slow events out of the ring buffer; returns how many there were.
-    fn drain(&mut self) -> usize {
+impl Layer for RocksLayer {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn poll(&mut self) -> usize {
         let (clock, slow) = (&self.clock, &mut self.slow);
         let mut n = 0;
         self.collector.drain_events(|ev| {
@@ -302,48 +245,36 @@ impl Session {
         n
     }
 
-    fn report(&mut self, cur: RocksSnapshot, now: Instant) -> Result<()> {
+    fn interval(&mut self, now: Instant) -> Result<Piece> {
+        let cur = self.collector.snapshot()?;
         let names = self.collector.cf_names();
         let iv = interval(&self.prev, &cur, &names);
-        self.anomalies = self.detector.observe(now, &iv);
-        let wall = SystemTime::now();
-        let uptime = now.duration_since(self.start);
-        let mut out = String::new();
+        let anomalies = self.detector.observe(now, &iv);
+        let mut piece = Piece::default();
         if self.args.json {
-            let mut m = serde_json::Map::new();
-            m.insert("type".into(), json!("interval"));
-            m.insert("timestamp".into(), json!(view::rfc3339(wall)));
-            m.insert("pid".into(), json!(self.pid));
-            m.insert("uptime_secs".into(), json!(uptime.as_secs()));
-            m.insert("interval_secs".into(), json!(iv.secs));
-            m.insert("node".into(), json!(self.node));
-            m.extend(interval_json(&iv));
-            m.insert("anomalies".into(), json!(self.anomalies));
+            piece.json = interval_json(&iv);
+            piece.json.insert("anomalies".into(), json!(anomalies));
             if self.args.slow {
-                m.insert("slow_ops_dropped".into(), json!(self.slow.dropped_fresh));
+                piece
+                    .json
+                    .insert("slow_ops_dropped".into(), json!(self.slow.dropped_fresh));
+                piece
+                    .raw_json
+                    .push(("slow_ops", slow_json_array(&names, &self.slow.fresh)));
             }
-            out.push_str(&Value::Object(m).to_string());
-            if self.args.slow {
-                out.pop();
-                push_slow_json(&mut out, &names, &self.slow.fresh);
-                out.push('}');
-            }
-            out.push('\n');
         } else {
-            if self.tty {
-                out.push_str("\x1b[H\x1b[2J");
-            }
             let header = Header {
                 pid: self.pid,
-                uptime,
+                uptime: now.duration_since(self.start),
                 interval: self.interval,
                 node: &self.node,
             };
+            let out = &mut piece.text;
             if self.args.histogram {
                 let total = interval(&self.first, &cur, &names);
                 out.push_str(&view::rocksdb::histograms(&total.histograms, "since start"));
             } else if self.args.slow {
-                let total = self.slow.last_60s(wall);
+                let total = self.slow.last_60s(SystemTime::now());
                 let shown: Vec<SlowRecord> = self
                     .slow
                     .recent
@@ -365,54 +296,45 @@ impl Session {
                 }
             }
             out.push_str(&view::rocksdb::status(
-                &self.anomalies,
+                &anomalies,
                 self.detector.warmup_left(now),
                 iv.lost_events,
                 iv.unpaired,
             ));
-            if !self.tty {
-                out.push('\n');
-            }
         }
         self.slow.fresh.clear();
         self.slow.dropped_fresh = 0;
         self.prev = cur;
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(out.as_bytes())
-            .context("writing to stdout")?;
-        stdout.flush().context("writing to stdout")?;
-        Ok(())
+        piece.signals = Signals {
+            anomalies,
+            ..Signals::default()
+        };
+        Ok(piece)
     }
 
-    fn summary(&mut self, cur: &RocksSnapshot, end: End) -> Result<()> {
+    fn summary(&mut self, _end: End) -> Result<Piece> {
+        let cur = self.collector.snapshot()?;
         let names = self.collector.cf_names();
-        let total = interval(&self.first, cur, &names);
-        let mut out = String::new();
+        let total = interval(&self.first, &cur, &names);
+        let mut piece = Piece::default();
         if self.args.json {
-            let mut m = serde_json::Map::new();
-            m.insert("type".into(), json!("summary"));
-            m.insert("timestamp".into(), json!(view::rfc3339(SystemTime::now())));
-            m.insert("pid".into(), json!(self.pid));
-            m.insert("duration_secs".into(), json!(total.secs));
-            m.insert("end".into(), json!(end.name()));
-            m.insert("node".into(), json!(self.node));
-            m.extend(interval_json(&total));
-            m.insert("attached".into(), json!(self.attach.attached));
-            m.insert(
-                "missing".into(),
-                json!(
-                    self.attach
-                        .missing
-                        .iter()
-                        .map(|(f, why)| json!({"function": f, "reason": why}))
-                        .collect::<Vec<_>>()
-                ),
-            );
-            m.insert("single_stepped".into(), json!(self.attach.single_stepped));
-            m.insert("slow_ops_total".into(), json!(self.slow.total));
-            out.push_str(&Value::Object(m).to_string());
-            out.push('\n');
+            piece.json = interval_json(&total);
+            piece
+                .json
+                .insert("attached".into(), json!(self.attach.attached));
+            let missing: Vec<Value> = self
+                .attach
+                .missing
+                .iter()
+                .map(|(f, why)| json!({"function": f, "reason": why}))
+                .collect();
+            piece.json.insert("missing".into(), json!(missing));
+            piece
+                .json
+                .insert("single_stepped".into(), json!(self.attach.single_stepped));
+            piece
+                .json
+                .insert("slow_ops_total".into(), json!(self.slow.total));
         } else {
             let header = Header {
                 pid: self.pid,
@@ -420,6 +342,7 @@ impl Session {
                 interval: Duration::from_secs_f64(total.secs),
                 node: &self.node,
             };
+            let out = &mut piece.text;
             out.push_str(&format!(
                 "\nSummary over {} (averages and percentiles over the whole run):\n",
                 view::hms(Duration::from_secs_f64(total.secs))
@@ -437,39 +360,36 @@ impl Session {
                 self.slow.total, total.lost_events, total.unpaired
             ));
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(out.as_bytes())
-            .context("writing to stdout")?;
-        stdout.flush().context("writing to stdout")?;
-        Ok(())
+        Ok(piece)
     }
 }
 
+/// Layers `--with` can add.
+const WITH: [&str; 2] = ["syscall", "net"];
+
 pub fn run(args: Args) -> Result<ExitCode> {
-    let interval_d = positive("interval", args.interval)?;
-    let duration = args.duration.map(|d| positive("duration", d)).transpose()?;
+    let interval_d = runner::positive("interval", args.interval)?;
+    let duration = args
+        .duration
+        .map(|d| runner::positive("duration", d))
+        .transpose()?;
     let warmup = if args.warmup == 0.0 {
         Duration::ZERO
     } else {
-        positive("warmup", args.warmup)?
+        runner::positive("warmup", args.warmup)?
     };
-    if args.count == Some(0) {
-        return Err(InputError::Other("--count must be at least 1".into()).into());
+    runner::at_least_one("count", args.count)?;
+    for w in &args.with {
+        if !WITH.contains(&w.as_str()) {
+            return Err(InputError::Other(format!(
+                "--with {w}: unknown layer; use a comma-separated list of {}",
+                WITH.join(", ")
+            ))
+            .into());
+        }
     }
 
-    let process = match args.pid {
-        Some(pid) => target::process(pid)?,
-        None => {
-            let p = target::pick_ckb_node()?;
-            eprintln!(
-                "ckb-probe: tracing the CKB node with PID {} ({})",
-                p.pid,
-                p.cmdline.join(" ")
-            );
-            p
-        }
-    };
+    let process = runner::target(args.pid)?;
     let pid = process.pid;
     let sites = symbols::rocksdb_sites(&process)
         .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
@@ -493,6 +413,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             iter_next: !args.no_iter_next,
         },
     )?;
+    // The baseline of every count: taken before anything else, so no call made after the
+    // attach is missing from the summary.
     let start = Instant::now();
     let first = collector.snapshot()?;
     eprintln!(
@@ -522,21 +444,46 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
 
+    let mut others: Vec<Box<dyn Layer>> = Vec::new();
+    for w in &args.with {
+        match w.as_str() {
+            "syscall" => others.push(Box::new(super::syscall::secondary(
+                &mut engine,
+                &process,
+                args.json,
+            )?)),
+            "net" => others.push(Box::new(super::net::secondary(
+                &mut engine,
+                &process,
+                args.json,
+                warmup,
+            )?)),
+            _ => {}
+        }
+    }
     let binary_version = symbols::analyze(&process.exe_open)
         .ok()
         .and_then(|r| r.ckb_version);
     let node_desc = node::describe(&process, binary_version.as_deref());
-    // Everything that needs privileges (loading, attaching, reading the target's files) is done.
-    if let Err(e) = privileges::drop_all() {
+    // Everything that needs privileges (loading, attaching, reading the target's files) is
+    // done, except the net layer's re-reading of the target's sockets.
+    let keep: &[u32] = if args.with.iter().any(|w| w == "net") {
+        &[privileges::CAP_SYS_PTRACE]
+    } else {
+        &[]
+    };
+    if let Err(e) = privileges::drop_all_but(keep) {
         tracing::warn!("could not drop capabilities: {e}");
     }
 
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&term)).context("installing signal handler")?;
-    }
-
-    let mut s = Session {
+    let correlator = (!others.is_empty()).then(|| Correlator::new(start, warmup));
+    let limits = Limits {
+        interval: interval_d,
+        duration,
+        count: args.count,
+        json: args.json,
+    };
+    let rocks = RocksLayer {
         detector: LatencyDetector::new(
             DetectorConfig {
                 warmup,
@@ -544,17 +491,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             },
             start,
         ),
-        tty: !args.json && std::io::stdout().is_terminal(),
         args,
         pid,
-        node: node_desc,
+        node: node_desc.clone(),
         collector,
         attach: report,
-        clock: Clock::new(),
+        clock: MonoClock::new(),
         start,
         prev: first.clone(),
         first,
-        anomalies: Vec::new(),
         slow: SlowLog {
             recent: VecDeque::new(),
             per_sec: VecDeque::new(),
@@ -564,51 +509,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         interval: interval_d,
     };
-
-    let tick = Duration::from_millis(100);
-    let busy_tick = Duration::from_millis(10);
-    let mut next = start + interval_d;
-    let mut reports = 0u64;
-    let end = loop {
-        if term.load(Ordering::Relaxed) {
-            break End::Signal;
-        }
-        if !target::is_alive(pid) {
-            break End::TargetExited;
-        }
-        let now = Instant::now();
-        if duration.is_some_and(|d| now >= start + d) {
-            break End::Duration;
-        }
-        let drained = s.drain();
-        if now >= next {
-            let cur = s.collector.snapshot()?;
-            s.report(cur, now)?;
-            reports += 1;
-            next += interval_d;
-            if next < now {
-                next = now + interval_d;
-            }
-            if s.args.count.is_some_and(|c| reports >= c) {
-                break End::Count;
-            }
-        }
-        // While events flow, come back sooner so the ring buffer never fills up.
-        let poll = if drained > 0 { busy_tick } else { tick };
-        let wait = next.saturating_duration_since(Instant::now()).min(poll);
-        std::thread::sleep(wait);
-    };
-
-    // Final read: everything the kernel recorded up to now, including a partial interval.
-    s.drain();
-    let cur = s.collector.snapshot()?;
-    if end != End::Count && cur.at.duration_since(s.prev.at) >= Duration::from_millis(50) {
-        s.report(cur.clone(), cur.at)?;
-    }
-    s.summary(&cur, end)?;
+    let mut layers: Vec<Box<dyn Layer>> = vec![Box::new(rocks)];
+    layers.extend(others);
+    let end = Runner::new(pid, node_desc, start, limits, layers, correlator).run()?;
     drop(engine);
-    if end == End::TargetExited {
-        eprintln!("ckb-probe: target process {pid} exited; probes detached, summary above.");
-    }
+    runner::said_goodbye(end, pid);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,10 @@
 //! `ckb-probe syscall`: attach the syscall layer to a CKB node and report every interval.
+//! The same layer runs beside the RocksDB layer with `ckb-probe rocksdb --with syscall`.
 
 use std::{
     collections::BTreeMap,
-    io::{IsTerminal, Write},
     process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -19,13 +15,15 @@ use ckb_probe::{
     },
     collect::syscall::{SysCollector, SysSnapshot, thread_roles},
     error::InputError,
-    node,
+    node, privileges,
     probe::{Engine, syscall::attach},
-    target,
+    target::Process,
     view::{self, syscall::Header},
 };
 use ckb_probe_common::{config::Config, syscall::Role};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use super::runner::{self, End, Layer, Limits, Piece, Runner, Signals};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,40 +56,17 @@ pub struct Args {
 }
 
 const DEFAULT_TOP: usize = 15;
+/// Rows of the syscall table when it runs beside the RocksDB layer.
+const SECONDARY_TOP: usize = 5;
 
-fn positive(name: &str, v: f64) -> Result<Duration> {
-    if !(v.is_finite() && v > 0.0 && v < 1e7) {
-        return Err(InputError::Other(format!(
-            "--{name} must be a positive number of seconds, got {v}"
-        ))
-        .into());
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// Why the run ended.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
-    Signal,
-    TargetExited,
-    Duration,
-    Count,
-}
-
-impl End {
-    fn name(self) -> &'static str {
-        match self {
-            End::Signal => "signal",
-            End::TargetExited => "target_exited",
-            End::Duration => "duration",
-            End::Count => "count",
-        }
-    }
-}
-
-struct Session {
-    args: Args,
+/// The syscall layer of one run.
+pub struct SysLayer {
+    /// Runs beside another layer: its summary says which layer it is.
+    secondary: bool,
+    top: Option<usize>,
+    by_role: bool,
     role: Option<Role>,
+    json: bool,
     pid: u32,
     node: String,
     table: Option<SyscallTable>,
@@ -100,13 +75,46 @@ struct Session {
     first: SysSnapshot,
     prev: SysSnapshot,
     interval: Duration,
-    tty: bool,
     /// The last thread census, kept for the summary after the target has exited.
     threads: BTreeMap<Role, usize>,
 }
 
-impl Session {
-    fn interval(&mut self, from: &SysSnapshot, to: &SysSnapshot) -> SysInterval {
+impl SysLayer {
+    /// Attaches the syscall tracepoints through `engine` for `process`.
+    fn open(engine: &mut Engine, process: &Process, json: bool) -> Result<Self> {
+        let collector = SysCollector::new(engine)?;
+        let attached = attach(engine).context("attaching the syscall tracepoints")?;
+        let first = collector.snapshot()?;
+        eprintln!(
+            "ckb-probe: attached to PID {} ({}): raw tracepoints sys_enter/sys_exit, syscall names for {}{}",
+            process.pid,
+            process.command(),
+            attached.arch.unwrap_or("no architecture (numbers only)"),
+            if attached.futex_waits {
+                ""
+            } else {
+                "; futex waits cannot be told from wakes here"
+            }
+        );
+        Ok(SysLayer {
+            secondary: false,
+            top: None,
+            by_role: false,
+            role: None,
+            json,
+            pid: process.pid,
+            node: String::new(),
+            table: SyscallTable::host(),
+            collector,
+            start: first.at,
+            prev: first.clone(),
+            first,
+            interval: Duration::from_secs(1),
+            threads: BTreeMap::new(),
+        })
+    }
+
+    fn interval_between(&mut self, from: &SysSnapshot, to: &SysSnapshot) -> SysInterval {
         let now = thread_roles(self.pid);
         if !now.is_empty() {
             self.threads = now;
@@ -115,9 +123,9 @@ impl Session {
     }
 
     fn text(&self, header: &Header, iv: &SysInterval) -> String {
-        let top = self.args.top.unwrap_or(DEFAULT_TOP);
+        let top = self.top.unwrap_or(DEFAULT_TOP);
         let mut out = view::syscall::table(header, iv, top, self.role);
-        if self.args.by_role {
+        if self.by_role {
             out.push_str(&view::syscall::by_role(iv, top));
         } else if self.role.is_none() {
             out.push_str(&view::syscall::io_by_role(iv, top));
@@ -125,61 +133,61 @@ impl Session {
         out.push_str(&view::syscall::status(iv));
         out
     }
+}
 
-    fn report(&mut self, cur: SysSnapshot) -> Result<()> {
+/// The syscall layer as a secondary layer of another command (`rocksdb --with syscall`).
+pub fn secondary(engine: &mut Engine, process: &Process, json: bool) -> Result<SysLayer> {
+    let mut layer = SysLayer::open(engine, process, json)?;
+    layer.top = Some(SECONDARY_TOP);
+    layer.secondary = true;
+    Ok(layer)
+}
+
+impl Layer for SysLayer {
+    fn name(&self) -> &'static str {
+        "syscall"
+    }
+
+    fn interval(&mut self, now: Instant) -> Result<Piece> {
+        let cur = self.collector.snapshot()?;
         let prev = std::mem::replace(&mut self.prev, SysSnapshot::empty(cur.at));
-        let iv = self.interval(&prev, &cur);
-        let uptime = cur.at.duration_since(self.start);
-        let mut out = String::new();
-        if self.args.json {
-            let mut m = serde_json::Map::new();
-            m.insert("type".into(), json!("interval"));
-            m.insert("timestamp".into(), json!(view::rfc3339(SystemTime::now())));
-            m.insert("pid".into(), json!(self.pid));
-            m.insert("uptime_secs".into(), json!(uptime.as_secs()));
-            m.insert("node".into(), json!(self.node));
-            m.extend(view::syscall::json_fields(&iv, self.args.top));
-            out.push_str(&Value::Object(m).to_string());
-            out.push('\n');
+        let iv = self.interval_between(&prev, &cur);
+        let mut piece = Piece::default();
+        if self.json {
+            piece.json = view::syscall::json_fields(&iv, self.top);
         } else {
-            if self.tty {
-                out.push_str("\x1b[H\x1b[2J");
-            }
             let header = Header {
                 pid: self.pid,
-                uptime,
+                uptime: now.duration_since(self.start),
                 interval: self.interval,
                 node: &self.node,
             };
-            out.push_str(&self.text(&header, &iv));
-            if !self.tty {
-                out.push('\n');
-            }
+            piece.text = self.text(&header, &iv);
         }
         self.prev = cur;
-        write_out(&out)
+        piece.signals = Signals {
+            sys: Some(iv),
+            ..Signals::default()
+        };
+        Ok(piece)
     }
 
-    fn summary(&mut self, cur: &SysSnapshot, end: End) -> Result<()> {
+    fn summary(&mut self, _end: End) -> Result<Piece> {
+        let cur = self.collector.snapshot()?;
         let first = std::mem::replace(&mut self.first, SysSnapshot::empty(cur.at));
-        let total = self.interval(&first, cur);
-        let mut out = String::new();
-        if self.args.json {
-            let mut m = serde_json::Map::new();
-            m.insert("type".into(), json!("summary"));
-            m.insert("timestamp".into(), json!(view::rfc3339(SystemTime::now())));
-            m.insert("pid".into(), json!(self.pid));
-            m.insert("duration_secs".into(), json!(total.secs));
-            m.insert("end".into(), json!(end.name()));
-            m.insert("node".into(), json!(self.node));
-            m.insert("arch".into(), json!(self.table.map(|t| t.arch)));
-            m.extend(view::syscall::json_fields(&total, self.args.top));
-            out.push_str(&Value::Object(m).to_string());
-            out.push('\n');
+        let total = self.interval_between(&first, &cur);
+        let mut piece = Piece::default();
+        if self.json {
+            piece.json = view::syscall::json_fields(&total, self.top);
+            piece
+                .json
+                .insert("arch".into(), json!(self.table.map(|t| t.arch)));
         } else {
             let d = Duration::from_secs_f64(total.secs);
+            let out = &mut piece.text;
             out.push_str(&format!(
-                "\nSummary over {} (averages and percentiles over the whole run):\n",
+                "\n{}ummary over {} (averages and percentiles over the whole run):\n",
+                if self.secondary { "Syscall s" } else { "S" },
                 view::hms(d)
             ));
             let header = Header {
@@ -197,27 +205,18 @@ impl Session {
                 total.unpaired
             ));
         }
-        write_out(&out)
+        Ok(piece)
     }
-}
-
-fn write_out(s: &str) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(s.as_bytes())
-        .context("writing to stdout")?;
-    stdout.flush().context("writing to stdout")
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let interval_d = positive("interval", args.interval)?;
-    let duration = args.duration.map(|d| positive("duration", d)).transpose()?;
-    if args.count == Some(0) {
-        return Err(InputError::Other("--count must be at least 1".into()).into());
-    }
-    if args.top == Some(0) {
-        return Err(InputError::Other("--top must be at least 1".into()).into());
-    }
+    let interval_d = runner::positive("interval", args.interval)?;
+    let duration = args
+        .duration
+        .map(|d| runner::positive("duration", d))
+        .transpose()?;
+    runner::at_least_one("count", args.count)?;
+    runner::at_least_one("top", args.top.map(|t| t as u64))?;
     let role = match &args.role {
         None => None,
         Some(name) => Some(Role::from_name(name).ok_or_else(|| {
@@ -228,102 +227,31 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })?),
     };
 
-    let process = match args.pid {
-        Some(pid) => target::process(pid)?,
-        None => {
-            let p = target::pick_ckb_node()?;
-            eprintln!(
-                "ckb-probe: tracing the CKB node with PID {} ({})",
-                p.pid,
-                p.cmdline.join(" ")
-            );
-            p
-        }
-    };
+    let process = runner::target(args.pid)?;
     let pid = process.pid;
-
     let mut engine = Engine::load(Config {
         tgid: pid,
         flags: 0,
         slow_threshold_ns: u64::MAX,
     })?;
-    let collector = SysCollector::new(&mut engine)?;
-    let attached = attach(&mut engine).context("attaching the syscall tracepoints")?;
-    let first = collector.snapshot()?;
-    let start = first.at;
-    eprintln!(
-        "ckb-probe: attached to PID {pid} ({}): raw tracepoints sys_enter/sys_exit, syscall names for {}{}",
-        process.command(),
-        attached.arch.unwrap_or("no architecture (numbers only)"),
-        if attached.futex_waits {
-            ""
-        } else {
-            "; futex waits cannot be told from wakes here"
-        }
-    );
-    let node = match node::describe(&process, None) {
-        d if d == "unknown" => process.comm.clone(),
-        d => d,
-    };
-
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&term)).context("installing signal handler")?;
+    let mut layer = SysLayer::open(&mut engine, &process, args.json)?;
+    layer.node = node::describe(&process, None);
+    if let Err(e) = privileges::drop_all() {
+        tracing::warn!("could not drop capabilities: {e}");
     }
-
-    let mut s = Session {
-        tty: !args.json && std::io::stdout().is_terminal(),
-        args,
-        role,
-        pid,
-        node,
-        table: SyscallTable::host(),
-        collector,
-        start,
-        prev: first.clone(),
-        first,
+    layer.top = args.top;
+    layer.by_role = args.by_role;
+    layer.role = role;
+    layer.interval = interval_d;
+    let (start, node) = (layer.start, layer.node.clone());
+    let limits = Limits {
         interval: interval_d,
-        threads: BTreeMap::new(),
+        duration,
+        count: args.count,
+        json: args.json,
     };
-
-    let tick = Duration::from_millis(100);
-    let mut next = start + interval_d;
-    let mut reports = 0u64;
-    let end = loop {
-        if term.load(Ordering::Relaxed) {
-            break End::Signal;
-        }
-        if !target::is_alive(pid) {
-            break End::TargetExited;
-        }
-        let now = Instant::now();
-        if duration.is_some_and(|d| now >= start + d) {
-            break End::Duration;
-        }
-        if now >= next {
-            let cur = s.collector.snapshot()?;
-            s.report(cur)?;
-            reports += 1;
-            next += interval_d;
-            if next < now {
-                next = now + interval_d;
-            }
-            if s.args.count.is_some_and(|c| reports >= c) {
-                break End::Count;
-            }
-        }
-        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(tick));
-    };
-
-    // Final read: everything the kernel recorded up to now, including a partial interval.
-    let cur = s.collector.snapshot()?;
-    if end != End::Count && cur.at.duration_since(s.prev.at) >= Duration::from_millis(50) {
-        s.report(cur.clone())?;
-    }
-    s.summary(&cur, end)?;
+    let end = Runner::new(pid, node, start, limits, vec![Box::new(layer)], None).run()?;
     drop(engine);
-    if end == End::TargetExited {
-        eprintln!("ckb-probe: target process {pid} exited; probes detached, summary above.");
-    }
+    runner::said_goodbye(end, pid);
     Ok(ExitCode::SUCCESS)
 }

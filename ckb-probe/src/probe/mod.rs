@@ -2,6 +2,7 @@
 //! each layer's programs. Detaching is dropping the [`Engine`]: every link is a file descriptor
 //! owned by it (nothing is pinned), so even a killed ckb-probe leaves no probe behind.
 
+pub mod net;
 pub mod rocksdb;
 pub mod syscall;
 

@@ -1,5 +1,6 @@
 //! Presentation helpers shared by every layer's views: number formats and box tables.
 
+pub mod net;
 pub mod rocksdb;
 pub mod syscall;
 

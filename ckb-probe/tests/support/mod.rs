@@ -140,7 +140,8 @@ impl Probe {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         all.push_str(&String::from_utf8_lossy(&buf[..n]));
-                        if !signalled && (all.contains("attached to PID") || all.contains("error"))
+                        if !signalled
+                            && (all.contains("ckb-probe: tracing ") || all.contains("error"))
                         {
                             signalled = true;
                             let _ = atx.send(());

@@ -4,6 +4,7 @@
 //! says what to do when it is missing. `fail` means some ckb-probe layer cannot work; `warn`
 //! means it works with a caveat; `info` is context that needs no action.
 
+use crate::probe::net::NetPath;
 use std::{fs, path::Path};
 
 use aya::{maps::MapType, programs::ProgramType};
@@ -324,39 +325,18 @@ fn probe_checks() -> Vec<Check> {
             .hint("classic tracepoints (the net layer) need it: `mount -t tracefs tracefs /sys/kernel/tracing`"),
     });
 
-    let wanted = [
-        "sock/inet_sock_set_state",
-        "sock/sock_send_length",
-        "sock/sock_recv_length",
-        "tcp/tcp_retransmit_skb",
-    ];
-    out.push(match tracefs {
-        None => Check::new(
-            "net tracepoints",
-            Status::Warn,
-            "not checked: tracefs is not mounted",
-        )
-        .hint("`mount -t tracefs tracefs /sys/kernel/tracing`, then check again"),
-        Some(t) => {
-            let missing: Vec<String> = wanted
-                .iter()
-                .filter(|w| !Path::new(t).join("events").join(w).is_dir())
-                .map(|w| w.replace('/', ":"))
-                .collect();
-            if missing.is_empty() {
-                Check::new(
-                    "net tracepoints",
-                    Status::Ok,
-                    wanted.map(|w| w.replace('/', ":")).join(", "),
-                )
-            } else {
-                Check::new(
-                    "net tracepoints",
-                    Status::Warn,
-                    format!("missing: {}", missing.join(", ")),
-                )
-                .hint("the net layer loses those events; sock_send_length/sock_recv_length need Linux 6.3+")
-            }
+    // The net layer's own feature detection decides its path; `check` reports that decision.
+    let path = crate::probe::net::detect_path();
+    out.push(match &path {
+        NetPath::Tracepoints {
+            retransmits: true, ..
+        } => Check::new("net layer", Status::Ok, path.describe()),
+        NetPath::Tracepoints { .. } => Check::new("net layer", Status::Warn, path.describe()).hint(
+            "peers, bytes and connection events still work; only retransmits are not counted",
+        ),
+        NetPath::Kprobes { .. } => Check::new("net layer", Status::Ok, path.describe()),
+        NetPath::Unavailable { why } => {
+            Check::new("net layer", Status::Warn, "unavailable").hint(why.clone())
         }
     });
     out

@@ -35,25 +35,12 @@ use ckb_probe::{
 use ckb_probe_common::config::Config;
 use serde_json::json;
 
-use super::runner::{self, End, Layer, Limits, Piece, Runner, Signals};
+use super::runner::{self, End, Layer, Piece, RunArgs, Runner, Signals};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// PID of the CKB node (or any process); default: the one process running `ckb run`.
-    #[arg(short, long)]
-    pub pid: Option<u32>,
-    /// Seconds between reports.
-    #[arg(short, long, default_value_t = 1.0)]
-    pub interval: f64,
-    /// Stop after this many seconds.
-    #[arg(short, long)]
-    pub duration: Option<f64>,
-    /// Stop after this many reports.
-    #[arg(short = 'n', long)]
-    pub count: Option<u64>,
-    /// NDJSON: one object per interval, then a summary object.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// The P2P listening port(s): inbound connections to other ports (RPC, metrics) are not
     /// peers. Default: CKB's `[network] listen_addresses`, else every port the target listens on.
     #[arg(long = "listen-port", value_name = "PORT")]
@@ -448,24 +435,16 @@ fn join_ports(p: &BTreeSet<u16>) -> String {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let interval_d = runner::positive("interval", args.interval)?;
-    let duration = args
-        .duration
-        .map(|d| runner::positive("duration", d))
-        .transpose()?;
-    let warmup = if args.warmup == 0.0 {
-        Duration::ZERO
-    } else {
-        runner::positive("warmup", args.warmup)?
-    };
-    runner::at_least_one("count", args.count)?;
+    let limits = args.run.limits()?;
+    let interval_d = limits.interval;
+    let warmup = runner::warmup(args.warmup)?;
     if args.listen_port.contains(&0) {
         return Err(
             InputError::Other("--listen-port must be a TCP port from 1 to 65535".into()).into(),
         );
     }
 
-    let process = runner::target(args.pid)?;
+    let process = runner::target(args.run.pid)?;
     let pid = process.pid;
     let mut engine = Engine::load(Config {
         tgid: pid,
@@ -473,7 +452,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ..Config::default()
     })?;
     let show = Show {
-        json: args.json,
+        json: args.run.json,
         all: args.all,
         rows: args.rows,
         events: args.events,
@@ -493,12 +472,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         tracing::warn!("could not drop capabilities: {e}");
     }
     let (start, node) = (layer.start, layer.node.clone());
-    let limits = Limits {
-        interval: interval_d,
-        duration,
-        count: args.count,
-        json: args.json,
-    };
     let end = Runner::new(pid, node, start, limits, vec![Box::new(layer)], None).run()?;
     drop(engine);
     runner::said_goodbye(end, pid);

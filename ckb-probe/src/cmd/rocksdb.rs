@@ -37,25 +37,12 @@ use ckb_probe_common::{
 };
 use serde_json::{Map, Value, json};
 
-use super::runner::{self, End, Layer, Limits, Piece, Runner, Signals};
+use super::runner::{self, End, Layer, Piece, RunArgs, Runner, Signals};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// PID of the CKB node; default: the one process running `ckb run`.
-    #[arg(short, long)]
-    pub pid: Option<u32>,
-    /// Seconds between reports.
-    #[arg(short, long, default_value_t = 1.0)]
-    pub interval: f64,
-    /// Stop after this many seconds.
-    #[arg(short, long)]
-    pub duration: Option<f64>,
-    /// Stop after this many reports.
-    #[arg(short = 'n', long)]
-    pub count: Option<u64>,
-    /// NDJSON: one object per interval, then a summary object.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Show latency distributions (since start) instead of the rate table.
     #[arg(long)]
     pub histogram: bool,
@@ -251,7 +238,7 @@ impl Layer for RocksLayer {
         let iv = interval(&self.prev, &cur, &names);
         let anomalies = self.detector.observe(now, &iv);
         let mut piece = Piece::default();
-        if self.args.json {
+        if self.args.run.json {
             piece.json = interval_json(&iv);
             piece.json.insert("anomalies".into(), json!(anomalies));
             if self.args.slow {
@@ -317,7 +304,7 @@ impl Layer for RocksLayer {
         let names = self.collector.cf_names();
         let total = interval(&self.first, &cur, &names);
         let mut piece = Piece::default();
-        if self.args.json {
+        if self.args.run.json {
             piece.json = interval_json(&total);
             piece
                 .json
@@ -368,17 +355,9 @@ impl Layer for RocksLayer {
 const WITH: [&str; 2] = ["syscall", "net"];
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let interval_d = runner::positive("interval", args.interval)?;
-    let duration = args
-        .duration
-        .map(|d| runner::positive("duration", d))
-        .transpose()?;
-    let warmup = if args.warmup == 0.0 {
-        Duration::ZERO
-    } else {
-        runner::positive("warmup", args.warmup)?
-    };
-    runner::at_least_one("count", args.count)?;
+    let limits = args.run.limits()?;
+    let interval_d = limits.interval;
+    let warmup = runner::warmup(args.warmup)?;
     for w in &args.with {
         if !WITH.contains(&w.as_str()) {
             return Err(InputError::Other(format!(
@@ -389,7 +368,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
 
-    let process = runner::target(args.pid)?;
+    let process = runner::target(args.run.pid)?;
     let pid = process.pid;
     let sites = symbols::rocksdb_sites(&process)
         .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
@@ -450,12 +429,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "syscall" => others.push(Box::new(super::syscall::secondary(
                 &mut engine,
                 &process,
-                args.json,
+                args.run.json,
             )?)),
             "net" => others.push(Box::new(super::net::secondary(
                 &mut engine,
                 &process,
-                args.json,
+                args.run.json,
                 warmup,
             )?)),
             _ => {}
@@ -477,12 +456,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     let correlator = (!others.is_empty()).then(|| Correlator::new(start, warmup));
-    let limits = Limits {
-        interval: interval_d,
-        duration,
-        count: args.count,
-        json: args.json,
-    };
     let rocks = RocksLayer {
         detector: LatencyDetector::new(
             DetectorConfig {

@@ -26,6 +26,48 @@ use ckb_probe::{
 };
 use serde_json::{Map, Value, json};
 
+/// Flags every tracing command takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// PID of the CKB node (or any process); default: the one process running `ckb run`.
+    #[arg(short, long)]
+    pub pid: Option<u32>,
+    /// Seconds between reports.
+    #[arg(short, long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many seconds.
+    #[arg(short, long)]
+    pub duration: Option<f64>,
+    /// Stop after this many reports.
+    #[arg(short = 'n', long)]
+    pub count: Option<u64>,
+    /// NDJSON: one object per interval, then a summary object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// Validated run length and output mode.
+    pub fn limits(&self) -> Result<Limits> {
+        at_least_one("count", self.count)?;
+        Ok(Limits {
+            interval: positive("interval", self.interval)?,
+            duration: self.duration.map(|d| positive("duration", d)).transpose()?,
+            count: self.count,
+            json: self.json,
+        })
+    }
+}
+
+/// A warm-up flag: 0 turns it off, else a positive number of seconds.
+pub fn warmup(v: f64) -> Result<Duration> {
+    if v == 0.0 {
+        Ok(Duration::ZERO)
+    } else {
+        positive("warmup", v)
+    }
+}
+
 /// The process to trace: `--pid`, or the one running CKB node (said on stderr).
 pub fn target(pid: Option<u32>) -> Result<Process> {
     Ok(match pid {

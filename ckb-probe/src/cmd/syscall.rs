@@ -23,26 +23,12 @@ use ckb_probe::{
 use ckb_probe_common::{config::Config, syscall::Role};
 use serde_json::json;
 
-use super::runner::{self, End, Layer, Limits, Piece, Runner, Signals};
+use super::runner::{self, End, Layer, Piece, RunArgs, Runner, Signals};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// PID of the CKB node; default: the one process running `ckb run`.
-    #[arg(short, long)]
-    pub pid: Option<u32>,
-    /// Seconds between reports.
-    #[arg(short, long, default_value_t = 1.0)]
-    pub interval: f64,
-    /// Stop after this many seconds.
-    #[arg(short, long)]
-    pub duration: Option<f64>,
-    /// Stop after this many reports.
-    #[arg(short = 'n', long)]
-    pub count: Option<u64>,
-    /// NDJSON: one object per interval, then a summary object. Lists every system call
-    /// unless --top is given.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Rows in the tables (default 15); with --json, cuts the `syscalls` list too.
     #[arg(long)]
     pub top: Option<usize>,
@@ -210,12 +196,8 @@ impl Layer for SysLayer {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let interval_d = runner::positive("interval", args.interval)?;
-    let duration = args
-        .duration
-        .map(|d| runner::positive("duration", d))
-        .transpose()?;
-    runner::at_least_one("count", args.count)?;
+    let limits = args.run.limits()?;
+    let interval_d = limits.interval;
     runner::at_least_one("top", args.top.map(|t| t as u64))?;
     let role = match &args.role {
         None => None,
@@ -227,14 +209,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })?),
     };
 
-    let process = runner::target(args.pid)?;
+    let process = runner::target(args.run.pid)?;
     let pid = process.pid;
     let mut engine = Engine::load(Config {
         tgid: pid,
         flags: 0,
         slow_threshold_ns: u64::MAX,
     })?;
-    let mut layer = SysLayer::open(&mut engine, &process, args.json)?;
+    let mut layer = SysLayer::open(&mut engine, &process, args.run.json)?;
     layer.node = node::describe(&process, None);
     if let Err(e) = privileges::drop_all() {
         tracing::warn!("could not drop capabilities: {e}");
@@ -244,12 +226,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     layer.role = role;
     layer.interval = interval_d;
     let (start, node) = (layer.start, layer.node.clone());
-    let limits = Limits {
-        interval: interval_d,
-        duration,
-        count: args.count,
-        json: args.json,
-    };
     let end = Runner::new(pid, node, start, limits, vec![Box::new(layer)], None).run()?;
     drop(engine);
     runner::said_goodbye(end, pid);

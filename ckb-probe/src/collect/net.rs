@@ -46,24 +46,13 @@ pub struct NetCollector {
     events: RingBuf<MapData>,
 }
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
-    move |e| ProbeError::Map {
-        name,
-        source: Some(e),
-    }
-}
-
 impl NetCollector {
     pub fn new(engine: &mut Engine) -> Result<Self, ProbeError> {
         Ok(NetCollector {
-            peers: HashMap::try_from(engine.take_map("NET_PEERS")?)
-                .map_err(map_err("NET_PEERS"))?,
-            listen: HashMap::try_from(engine.take_map("NET_LISTEN")?)
-                .map_err(map_err("NET_LISTEN"))?,
-            counters: PerCpuArray::try_from(engine.take_map("NET_COUNTERS")?)
-                .map_err(map_err("NET_COUNTERS"))?,
-            events: RingBuf::try_from(engine.take_map("NET_EVENTS")?)
-                .map_err(map_err("NET_EVENTS"))?,
+            peers: engine.map("NET_PEERS")?,
+            listen: engine.map("NET_LISTEN")?,
+            counters: engine.map("NET_COUNTERS")?,
+            events: engine.map("NET_EVENTS")?,
         })
     }
 
@@ -80,7 +69,7 @@ impl NetCollector {
             let per_cpu = self
                 .counters
                 .get(&(i as u32), 0)
-                .map_err(map_err("NET_COUNTERS"))?;
+                .map_err(ProbeError::map("NET_COUNTERS"))?;
             *c = per_cpu.iter().sum();
         }
         snap.mono_ns = monotonic_ns();
@@ -96,7 +85,9 @@ impl NetCollector {
     pub fn add_listen_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), ProbeError> {
         let known = self.listen_ports();
         for &p in ports.difference(&known) {
-            self.listen.insert(p, 1, 0).map_err(map_err("NET_LISTEN"))?;
+            self.listen
+                .insert(p, 1, 0)
+                .map_err(ProbeError::map("NET_LISTEN"))?;
         }
         Ok(())
     }

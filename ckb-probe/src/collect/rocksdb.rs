@@ -50,25 +50,14 @@ pub struct RocksCollector {
     events: RingBuf<MapData>,
 }
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
-    move |e| ProbeError::Map {
-        name,
-        source: Some(e),
-    }
-}
-
 impl RocksCollector {
     pub fn new(engine: &mut Engine) -> Result<Self, ProbeError> {
         Ok(RocksCollector {
-            stats: PerCpuHashMap::try_from(engine.take_map("ROCKS_STATS")?)
-                .map_err(map_err("ROCKS_STATS"))?,
-            hist: PerCpuArray::try_from(engine.take_map("ROCKS_HIST")?)
-                .map_err(map_err("ROCKS_HIST"))?,
-            cf: HashMap::try_from(engine.take_map("ROCKS_CF")?).map_err(map_err("ROCKS_CF"))?,
-            counters: PerCpuArray::try_from(engine.take_map("ROCKS_COUNTERS")?)
-                .map_err(map_err("ROCKS_COUNTERS"))?,
-            events: RingBuf::try_from(engine.take_map("ROCKS_EVENTS")?)
-                .map_err(map_err("ROCKS_EVENTS"))?,
+            stats: engine.map("ROCKS_STATS")?,
+            hist: engine.map("ROCKS_HIST")?,
+            cf: engine.map("ROCKS_CF")?,
+            counters: engine.map("ROCKS_COUNTERS")?,
+            events: engine.map("ROCKS_EVENTS")?,
         })
     }
 
@@ -76,7 +65,7 @@ impl RocksCollector {
     pub fn snapshot(&self) -> Result<RocksSnapshot, ProbeError> {
         let mut snap = RocksSnapshot::empty(Instant::now());
         for item in self.stats.iter() {
-            let (key, per_cpu) = item.map_err(map_err("ROCKS_STATS"))?;
+            let (key, per_cpu) = item.map_err(ProbeError::map("ROCKS_STATS"))?;
             let row = snap.rows.entry((key.fn_id, key.cf)).or_default();
             for v in per_cpu.iter() {
                 row.merge(v);
@@ -86,7 +75,7 @@ impl RocksCollector {
             let per_cpu = self
                 .hist
                 .get(&(id as u32), 0)
-                .map_err(map_err("ROCKS_HIST"))?;
+                .map_err(ProbeError::map("ROCKS_HIST"))?;
             for cpu in per_cpu.iter() {
                 for (acc, v) in h.iter_mut().zip(cpu.iter()) {
                     *acc += v;
@@ -97,7 +86,7 @@ impl RocksCollector {
             let per_cpu = self
                 .counters
                 .get(&(i as u32), 0)
-                .map_err(map_err("ROCKS_COUNTERS"))?;
+                .map_err(ProbeError::map("ROCKS_COUNTERS"))?;
             *c = per_cpu.iter().sum();
         }
         Ok(snap)

@@ -44,13 +44,6 @@ pub struct SysCollector {
     counters: PerCpuArray<MapData, u64>,
 }
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
-    move |e| ProbeError::Map {
-        name,
-        source: Some(e),
-    }
-}
-
 fn sum_hist<'a>(per_cpu: impl IntoIterator<Item = &'a Histogram>) -> Box<Histogram> {
     let mut h = Box::new([0u64; BUCKETS]);
     for cpu in per_cpu {
@@ -65,14 +58,10 @@ impl SysCollector {
     /// Takes the layer's maps out of `engine` (before or after [`crate::probe::syscall::attach`]).
     pub fn new(engine: &mut Engine) -> Result<Self, ProbeError> {
         Ok(SysCollector {
-            stats: PerCpuHashMap::try_from(engine.take_map("SYS_STATS")?)
-                .map_err(map_err("SYS_STATS"))?,
-            hist: PerCpuHashMap::try_from(engine.take_map("SYS_HIST")?)
-                .map_err(map_err("SYS_HIST"))?,
-            role_hist: PerCpuHashMap::try_from(engine.take_map("SYS_ROLE_HIST")?)
-                .map_err(map_err("SYS_ROLE_HIST"))?,
-            counters: PerCpuArray::try_from(engine.take_map("SYS_COUNTERS")?)
-                .map_err(map_err("SYS_COUNTERS"))?,
+            stats: engine.map("SYS_STATS")?,
+            hist: engine.map("SYS_HIST")?,
+            role_hist: engine.map("SYS_ROLE_HIST")?,
+            counters: engine.map("SYS_COUNTERS")?,
         })
     }
 
@@ -80,25 +69,25 @@ impl SysCollector {
     pub fn snapshot(&self) -> Result<SysSnapshot, ProbeError> {
         let mut snap = SysSnapshot::empty(Instant::now());
         for item in self.stats.iter() {
-            let (key, per_cpu) = item.map_err(map_err("SYS_STATS"))?;
+            let (key, per_cpu) = item.map_err(ProbeError::map("SYS_STATS"))?;
             let row = snap.rows.entry(key).or_default();
             for v in per_cpu.iter() {
                 row.merge(v);
             }
         }
         for item in self.hist.iter() {
-            let (nr, per_cpu) = item.map_err(map_err("SYS_HIST"))?;
+            let (nr, per_cpu) = item.map_err(ProbeError::map("SYS_HIST"))?;
             snap.hist.insert(nr, sum_hist(per_cpu.iter()));
         }
         for item in self.role_hist.iter() {
-            let (key, per_cpu) = item.map_err(map_err("SYS_ROLE_HIST"))?;
+            let (key, per_cpu) = item.map_err(ProbeError::map("SYS_ROLE_HIST"))?;
             snap.role_hist.insert(key, sum_hist(per_cpu.iter()));
         }
         for (i, c) in snap.counters.iter_mut().enumerate() {
             let per_cpu = self
                 .counters
                 .get(&(i as u32), 0)
-                .map_err(map_err("SYS_COUNTERS"))?;
+                .map_err(ProbeError::map("SYS_COUNTERS"))?;
             *c = per_cpu.iter().sum();
         }
         Ok(snap)

@@ -42,6 +42,16 @@ pub enum ProbeError {
     NothingAttached { object: String },
 }
 
+impl ProbeError {
+    /// Maps an aya map error on map `name` (for `map_err`).
+    pub fn map(name: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
+        move |e| ProbeError::Map {
+            name,
+            source: Some(e),
+        }
+    }
+}
+
 /// One loaded eBPF object shared by every layer of one ckb-probe run.
 pub struct Engine {
     pub ebpf: Ebpf,
@@ -92,6 +102,14 @@ impl Engine {
         })?;
         self.config = config;
         Ok(())
+    }
+
+    /// Takes a map out of the object as its typed wrapper, for a collector to own.
+    pub fn map<T>(&mut self, name: &'static str) -> Result<T, ProbeError>
+    where
+        T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        T::try_from(self.take_map(name)?).map_err(ProbeError::map(name))
     }
 
     /// Takes a map out of the object for a collector to own.

@@ -3,14 +3,16 @@
 //!   cargo bench -p ckb-probe --bench rocksdb
 //! - ns added per traced call: per-thread time per traced call, with vs without ckb-probe;
 //! - slow-event throughput: every call sent through the ring buffer (threshold 0), and losses;
-//! - ckb-probe's own CPU and RSS at a 1 s interval.
+//! - ckb-probe's own CPU and RSS at a 1 s interval;
+//! - on a real CKB dev-chain node (when `ckb` is installed): the node's CPU over 30 s without
+//!   and with ckb-probe (all three layers), and ckb-probe's own CPU and RSS.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Probe, Testbed, parse_ndjson, summary, u};
+use support::{Probe, Testbed, ckb_node::CkbNode, parse_ndjson, summary, u};
 
 const SECS: &str = "10";
 const THREADS: f64 = 2.0;
@@ -146,5 +148,74 @@ fn main() {
     println!(
         "  ckb-probe itself: {cpu:.1} % of one CPU, max RSS {:.1} MiB",
         rss as f64 / 1024.0
+    );
+
+    real_node();
+}
+
+/// CPU % of `pid` over `secs`, from /proc/PID/stat.
+fn cpu_over(pid: u32, secs: u64) -> f64 {
+    let (c0, _) = usage(pid).unwrap_or((0.0, 0));
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (c1, _) = usage(pid).unwrap_or((0.0, 0));
+    100.0 * (c1 - c0) / t0.elapsed().as_secs_f64()
+}
+
+fn real_node() {
+    let has_ckb = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".cargo/bin/ckb"))
+        .is_some_and(|p| p.exists());
+    if !has_ckb {
+        println!("Real CKB node: skipped (no ~/.cargo/bin/ckb; run scripts/ckb-node.sh install)");
+        return;
+    }
+    let node = CkbNode::start(18314, 18315);
+    std::thread::sleep(Duration::from_secs(5));
+    let without = cpu_over(node.pid, 30);
+    let pid = node.pid.to_string();
+    let probe = Probe::start(&[
+        "rocksdb",
+        "--pid",
+        &pid,
+        "--json",
+        "--with",
+        "syscall,net",
+        "--duration",
+        "32",
+    ]);
+    let id = probe.child.id();
+    let sampler = std::thread::spawn(move || sample_until_exit(id));
+    std::thread::sleep(Duration::from_secs(1));
+    let with = cpu_over(node.pid, 30);
+    let (_code, lines, _err) = probe.wait(Duration::from_secs(60));
+    let (cpu, max_rss, _) = sampler.join().unwrap();
+    let objs = parse_ndjson(&lines);
+    let s = summary(&objs);
+    let ops: u64 = s["operations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| u(&r["count"]))
+        .sum();
+    let syscalls: u64 = s["syscall"]["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| u(&r["count"]))
+        .sum();
+    println!("Real CKB 0.210.0 dev node mining ~3 blocks/s, 30 s each:");
+    println!(
+        "  node CPU without ckb-probe: {without:.1} %, with rocksdb+syscall+net: {with:.1} % (difference {:.1} points)",
+        with - without
+    );
+    println!(
+        "  traced: {ops} RocksDB calls, {syscalls} syscalls; lost events: rocksdb {}, net {}",
+        u(&s["lost_events"]),
+        u(&s["net"]["lost_events"])
+    );
+    println!(
+        "  ckb-probe itself: {cpu:.1} % of one CPU, max RSS {:.1} MiB",
+        max_rss as f64 / 1024.0
     );
 }

@@ -11,8 +11,8 @@ APT_PACKAGES=(
   librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev libbz2-dev zlib1g-dev
   # Building the real `ckb` node from crates.io (bindgen, C++ RocksDB).
   clang libclang-dev
-  # Leftover-probe checks, metrics linting, demo helpers.
-  bpftool prometheus jq curl procps iproute2
+  # Leftover-probe checks, demo helpers.
+  bpftool jq curl procps iproute2
   # An independent second probe for cross-checking counts on the real node.
   bpftrace
 )
@@ -37,6 +37,11 @@ else
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v rustup >/dev/null || ! command -v cargo >/dev/null; then
+  echo "bootstrap: rustup and cargo (stable >= 1.95) are needed and not found in PATH or ~/.cargo/bin;" \
+    "install Rust with rustup first (this machine kind ships it)" >&2
+  exit 1
+fi
 if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   log "installing bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about 80 s)"
   # Without LLVM_PREFIX, llvm-sys finds /usr/bin/llvm-config, which is LLVM 14.

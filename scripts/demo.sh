@@ -2,7 +2,8 @@
 # The live demo: ckb-probe on its built-in target, a CKB-shaped RocksDB workload
 # (ckb-probe-testbed: an OptimisticTransactionDB with CKB's 19 column families, statically
 # linked like CKB). It shows `check`, `symbols`, the live RocksDB table, a genuine latency storm
-# caught by anomaly detection, the slow-operation log, the histograms and the JSON output.
+# caught by anomaly detection, the slow-operation log, the histograms, all three layers at
+# once (RocksDB, system calls by thread role, network) and the JSON output.
 # With --ckb it traces a real CKB dev-chain node instead (built from crates.io if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,12 @@ probe=target/release/ckb-probe
 work=$(mktemp -d /tmp/ckb-probe-demo.XXXX)
 target_pid=""
 cleanup() {
-  [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null || true
-  [ "$use_ckb" = 1 ] && ./scripts/ckb-node.sh stop "$work/node" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  if [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null; then
+    # Let it finish writing before its database is removed.
+    wait "$target_pid" 2>/dev/null || true
+  fi
+  if [ "$use_ckb" = 1 ]; then ./scripts/ckb-node.sh stop "$work/node" >/dev/null 2>&1 || true; fi
+  rm -rf "$work" || true
 }
 trap cleanup EXIT INT TERM
 
@@ -70,7 +74,10 @@ banner "5. Slow operations above 100 µs, 5 s"
 banner "6. Latency histograms, 5 s"
 "$probe" rocksdb --pid "$target_pid" --histogram --duration 5 --interval 5
 
-banner "7. JSON (NDJSON, one object per interval), first interval piped through jq"
+banner "7. All three layers in one process (RocksDB + syscalls by thread role + network), 5 s"
+"$probe" rocksdb --pid "$target_pid" --with syscall,net --duration 5 --interval 5 | tail -70
+
+banner "8. JSON (NDJSON, one object per interval), first interval piped through jq"
 "$probe" rocksdb --pid "$target_pid" --json --count 1 | head -1 | jq '{timestamp, pid, operations: (.operations | map_values({qps, avg_us, p50_us, p99_us, bytes_per_sec}))}'
 
 printf '\nDemo done. Everything shown came from the probes; the workload printed its own ground truth to %s.\n' "$work/truth.json"

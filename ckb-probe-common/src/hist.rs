@@ -8,7 +8,8 @@
 pub const SUB_BITS: u32 = 3;
 /// Sub-buckets per power of two.
 pub const SUB_BUCKETS: u64 = 1 << SUB_BITS;
-/// Highest power of two tracked exactly: 2^36 ns is about 69 s; slower values land in the last bucket.
+/// The last power of two with its own sub-buckets: [2^36, 2^37) ns, about 69 to 137 s; slower
+/// values land in the last bucket.
 pub const MAX_POW: u32 = 36;
 /// Number of buckets: values below `SUB_BUCKETS` get one bucket each, then `SUB_BUCKETS` per power.
 pub const BUCKETS: usize = ((MAX_POW - SUB_BITS + 2) as usize) * SUB_BUCKETS as usize;

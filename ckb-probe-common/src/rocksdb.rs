@@ -232,6 +232,8 @@ pub mod counter {
     pub const UNPAIRED: u32 = 1;
     /// Column-family handles whose object layout did not validate.
     pub const CF_INVALID: u32 = 2;
+    /// Calls not recorded at all because the statistics map was full.
+    pub const STATS_FULL: u32 = 3;
     pub const LEN: u32 = 4;
 }
 

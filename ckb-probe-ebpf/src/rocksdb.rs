@@ -250,6 +250,9 @@ fn record(fid: u32, cf: u64, latency: u64, bytes: u64, error: bool, hit: bool, m
         let _ = ROCKS_STATS.insert(&key, &OpStats::default(), BPF_NOEXIST as u64);
         p = ROCKS_STATS.get_ptr_mut(&key);
     }
+    if p.is_none() {
+        bump(counter::STATS_FULL);
+    }
     if let Some(s) = p {
         // SAFETY: `s` points to this CPU's value for `key`.
         unsafe {

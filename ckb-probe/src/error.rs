@@ -19,11 +19,14 @@ pub enum InputError {
 }
 
 /// Exit code for an error chain: 2 when any cause is an [`InputError`] or a target lookup
-/// error, 1 otherwise.
+/// error, 1 otherwise (including a target that exists but that this process may not inspect:
+/// a privilege problem, not bad input).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use crate::target::TargetError;
     let bad_input = e.chain().any(|c| {
         c.is::<InputError>()
-            || c.is::<crate::target::TargetError>()
+            || c.downcast_ref::<TargetError>()
+                .is_some_and(|t| !matches!(t, TargetError::NotAccessible { .. }))
             || c.is::<crate::symbols::SymbolsError>()
     });
     if bad_input { 2 } else { 1 }

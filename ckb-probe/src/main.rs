@@ -54,6 +54,16 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `ckb-probe ... | head`: the reader has what it wanted; probes were detached on the
+        // way out (dropping the engine), so this is a normal end.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // One line (plus causes) naming the problem and what to do; never a backtrace.
             eprintln!("ckb-probe: error: {e}");

@@ -103,11 +103,17 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// "CKB v0.210.0" from `local_node_info`, else from the binary, else "unknown".
-pub fn describe(p: &Process, binary_version: Option<&str>) -> String {
+pub fn describe(p: &Process) -> String {
     let from_rpc = rpc_addr(p)
         .and_then(|a| call(a, "local_node_info", serde_json::json!([])))
         .and_then(|v| v.get("version")?.as_str().map(str::to_string));
-    match from_rpc.as_deref().or(binary_version) {
+    // The binary is read only when the RPC does not answer (it takes ~50 ms on CKB).
+    let version = from_rpc.or_else(|| {
+        crate::symbols::analyze(&p.exe_open)
+            .ok()
+            .and_then(|r| r.ckb_version)
+    });
+    match version.as_deref() {
         Some(v) => {
             let v = v.split_whitespace().next().unwrap_or(v);
             format!("CKB v{}", v.trim_start_matches('v'))

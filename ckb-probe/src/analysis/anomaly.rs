@@ -182,14 +182,17 @@ fn diagnose(
         if us >= 1_000.0 {
             format!("{:.1}ms", us / 1_000.0)
         } else {
-            format!("{us:.1}us")
+            format!("{us:.1}μs")
         }
     };
     let p99 = |o: Op| iv.op(o).and_then(|r| r.p99_us);
     let threshold_us = ((baseline_ns / 1_000.0) * 5.0).ceil().max(1.0) as u64;
     let next_slow = format!("ckb-probe rocksdb --slow --threshold {threshold_us}");
     let mut evidence = Vec::new();
-    if let Some(w) = p99(Op::Write) {
+    if let (true, Some(w)) = (
+        spiking.contains(&Op::Write) || op == Op::Put,
+        p99(Op::Write),
+    ) {
         evidence.push(format!("WRITE P99 = {}", fmt_us(w)));
     }
     if let Some(d) = dominant_cf(iv, op) {

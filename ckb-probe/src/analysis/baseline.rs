@@ -8,6 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The baseline learns only from windows at most this many times itself.
+pub const LEARN_LIMIT: f64 = 2.0;
+
 #[derive(Clone, Copy, Debug)]
 pub struct BaselineConfig {
     /// EWMA weight of the newest window.
@@ -79,6 +82,12 @@ impl WindowedBaseline {
             (Some(c), Some(b)) if b > 0.0 => c > self.cfg.factor * b,
             _ => false,
         };
+        // The first seconds of a storm are still below the alert factor in a call-weighted
+        // window: learning from them would raise the baseline and delay the alert.
+        let rising = match (current, self.baseline) {
+            (Some(c), Some(b)) if b > 0.0 => c > LEARN_LIMIT * b,
+            _ => false,
+        };
         // The first baseline waits for a full window of data: a baseline from the first second
         // (cold caches, start-up work) would make every later second look like a spike.
         let first = *self.first_seen.get_or_insert(now);
@@ -87,7 +96,7 @@ impl WindowedBaseline {
             && self
                 .last_update
                 .is_none_or(|t| now.duration_since(t) >= self.cfg.window);
-        if let (Some(c), true, false) = (current, due, spike) {
+        if let (Some(c), true, false) = (current, due, spike || rising) {
             self.baseline = Some(match self.baseline {
                 None => c,
                 Some(b) => self.cfg.alpha * c + (1.0 - self.cfg.alpha) * b,

@@ -55,6 +55,8 @@ pub struct RocksInterval {
     pub unpaired: u64,
     /// Column-family handles whose object layout did not validate (reported as "unknown").
     pub cf_unresolved: u64,
+    /// Calls not recorded because the statistics map was full.
+    pub stats_full: u64,
     /// Per operation, the interval's latency histogram (ns buckets).
     #[serde(skip)]
     pub histograms: BTreeMap<&'static str, Vec<u64>>,
@@ -212,6 +214,9 @@ pub fn interval(
         .iter()
         .map(|(op, (s, h, m))| (op.name(), report(*op, s, Some(h), exact_max(*m), secs)))
         .collect();
+    // CKB's columns are numbers: "2" before "10".
+    let mut cf_sum: Vec<_> = cf_sum.into_iter().collect();
+    cf_sum.sort_by_key(|(name, _)| (name.parse::<u64>().map_or(u64::MAX, |n| n), name.clone()));
     let column_families = cf_sum
         .into_iter()
         .map(|(name, ops)| CfReport {
@@ -232,6 +237,7 @@ pub fn interval(
         lost_events: c(counter::RING_DROPS),
         unpaired: c(counter::UNPAIRED),
         cf_unresolved: c(counter::CF_INVALID),
+        stats_full: c(counter::STATS_FULL),
         histograms,
     }
 }

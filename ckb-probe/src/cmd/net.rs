@@ -262,6 +262,7 @@ pub fn secondary(
     process: &Process,
     json: bool,
     warmup: Duration,
+    node: &str,
 ) -> Result<NetLayer> {
     let show = Show {
         json,
@@ -271,6 +272,7 @@ pub fn secondary(
     };
     let mut layer = NetLayer::open(engine, process, show, &[], false, warmup)?;
     layer.secondary = true;
+    layer.node = node.to_string();
     Ok(layer)
 }
 
@@ -465,7 +467,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         args.force_kprobes,
         warmup,
     )?;
-    layer.node = node::describe(&process, None);
+    layer.node = node::describe(&process);
     layer.interval = interval_d;
     // Only reading the target's /proc/PID/fd for new listening sockets still needs privilege.
     if let Err(e) = privileges::drop_all_but(&[privileges::CAP_SYS_PTRACE]) {

@@ -198,6 +198,7 @@ fn interval_json(iv: &RocksInterval) -> Map<String, Value> {
     m.insert("lost_events".into(), json!(iv.lost_events));
     m.insert("unpaired".into(), json!(iv.unpaired));
     m.insert("cf_unresolved".into(), json!(iv.cf_unresolved));
+    m.insert("stats_full".into(), json!(iv.stats_full));
     m
 }
 
@@ -423,6 +424,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
 
+    let node_desc = node::describe(&process);
     let mut others: Vec<Box<dyn Layer>> = Vec::new();
     for w in &args.with {
         match w.as_str() {
@@ -430,20 +432,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 &mut engine,
                 &process,
                 args.run.json,
+                &node_desc,
             )?)),
             "net" => others.push(Box::new(super::net::secondary(
                 &mut engine,
                 &process,
                 args.run.json,
                 warmup,
+                &node_desc,
             )?)),
             _ => {}
         }
     }
-    let binary_version = symbols::analyze(&process.exe_open)
-        .ok()
-        .and_then(|r| r.ckb_version);
-    let node_desc = node::describe(&process, binary_version.as_deref());
     // Everything that needs privileges (loading, attaching, reading the target's files) is
     // done, except the net layer's re-reading of the target's sockets.
     let keep: &[u32] = if args.with.iter().any(|w| w == "net") {

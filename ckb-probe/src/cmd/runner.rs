@@ -175,6 +175,8 @@ pub struct Runner<'a> {
     pub correlator: Option<Correlator>,
     tty: bool,
     last: Instant,
+    /// Events drained since the last report (they must reach an interval).
+    pending: usize,
 }
 
 impl<'a> Runner<'a> {
@@ -195,11 +197,14 @@ impl<'a> Runner<'a> {
             layers,
             correlator,
             last: start,
+            pending: 0,
         }
     }
 
     fn poll(&mut self) -> usize {
-        self.layers.iter_mut().map(|l| l.poll()).sum()
+        let n = self.layers.iter_mut().map(|l| l.poll()).sum();
+        self.pending += n;
+        n
     }
 
     /// Merges pieces into one envelope and prints it.
@@ -239,17 +244,13 @@ impl<'a> Runner<'a> {
             signals.sys = signals.sys.or(p.signals.sys);
             signals.net = signals.net.or(p.signals.net);
         }
-        if let Some(c) = self.correlator.as_mut() {
-            let found: Vec<Correlation> = if kind == "interval" {
-                c.observe(
-                    Instant::now(),
-                    &signals.anomalies,
-                    signals.sys.as_ref(),
-                    signals.net.as_ref(),
-                )
-            } else {
-                Vec::new()
-            };
+        if let Some(c) = self.correlator.as_mut().filter(|_| kind == "interval") {
+            let found: Vec<Correlation> = c.observe(
+                Instant::now(),
+                &signals.anomalies,
+                signals.sys.as_ref(),
+                signals.net.as_ref(),
+            );
             if !found.is_empty() {
                 out.push_str("\n🔗 CORRELATED ALERTS\n");
                 for f in &found {
@@ -296,6 +297,7 @@ impl<'a> Runner<'a> {
             json!(now.duration_since(self.last).as_secs_f64()),
         );
         self.last = now;
+        self.pending = 0;
         self.emit("interval", pieces, head)
     }
 
@@ -347,10 +349,13 @@ impl<'a> Runner<'a> {
             let poll = if drained > 0 { busy } else { idle };
             std::thread::sleep(next.saturating_duration_since(Instant::now()).min(poll));
         };
-        // Final read: everything recorded up to now, including a partial interval.
+        // Final read: everything recorded up to now, including a partial interval. Events
+        // drained now must reach an interval, however short it is.
         self.poll();
         let now = Instant::now();
-        if end != End::Count && now.duration_since(self.last) >= Duration::from_millis(50) {
+        if end != End::Count
+            && (self.pending > 0 || now.duration_since(self.last) >= Duration::from_millis(50))
+        {
             self.report(now)?;
         }
         let pieces = self

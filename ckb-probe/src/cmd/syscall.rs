@@ -122,8 +122,14 @@ impl SysLayer {
 }
 
 /// The syscall layer as a secondary layer of another command (`rocksdb --with syscall`).
-pub fn secondary(engine: &mut Engine, process: &Process, json: bool) -> Result<SysLayer> {
+pub fn secondary(
+    engine: &mut Engine,
+    process: &Process,
+    json: bool,
+    node: &str,
+) -> Result<SysLayer> {
     let mut layer = SysLayer::open(engine, process, json)?;
+    layer.node = node.to_string();
     layer.top = Some(SECONDARY_TOP);
     layer.secondary = true;
     Ok(layer)
@@ -217,7 +223,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         slow_threshold_ns: u64::MAX,
     })?;
     let mut layer = SysLayer::open(&mut engine, &process, args.run.json)?;
-    layer.node = node::describe(&process, None);
+    layer.node = node::describe(&process);
     if let Err(e) = privileges::drop_all() {
         tracing::warn!("could not drop capabilities: {e}");
     }

@@ -82,7 +82,7 @@ fn fmt_interval(d: Duration) -> String {
     if s.fract() == 0.0 {
         format!("{}s", s as u64)
     } else {
-        format!("{s}s")
+        format!("{s:.1}s")
     }
 }
 

@@ -372,8 +372,26 @@ fn sigint_detaches_everything() {
 
 #[test]
 fn bad_input_is_reported_not_panicked() {
+    // A live process without RocksDB: told so, nothing attached.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let sleeper_pid = sleeper.id().to_string();
+    let out = std::process::Command::new(ckb_probe())
+        .args(["rocksdb", "--pid", &sleeper_pid])
+        .output()
+        .unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("contains no RocksDB C API"), "{err}");
+
     for args in [
         vec!["rocksdb", "--pid", "999999999"],
+        vec!["rocksdb", "--pid", "1", "--with", "disk"],
+        vec!["rocksdb", "--pid", "1", "--count", "0"],
         vec!["rocksdb", "--pid", "1", "--interval", "0"],
         vec!["rocksdb", "--pid", "1", "--interval=-3"],
         vec!["rocksdb", "--pid", "1", "--duration", "nan"],

@@ -373,6 +373,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let pid = process.pid;
     let sites = symbols::rocksdb_sites(&process)
         .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
+    if sites.sites.is_empty() {
+        return Err(InputError::Other(format!(
+            "PID {pid} ({}) contains no RocksDB C API (rocksdb_* functions): is it a CKB node? \
+             `ckb-probe symbols --pid {pid}` shows what it contains",
+            process.comm
+        ))
+        .into());
+    }
 
     let config = Config {
         tgid: pid,

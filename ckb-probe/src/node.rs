@@ -102,7 +102,7 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// "CKB v0.210.0" from `local_node_info`, else from the binary, else "unknown".
+/// "CKB v0.210.0" from `local_node_info`, else from the binary, else "<comm> (not CKB)".
 pub fn describe(p: &Process) -> String {
     let from_rpc = rpc_addr(p)
         .and_then(|a| call(a, "local_node_info", serde_json::json!([])))

@@ -263,6 +263,7 @@ pub fn secondary(
     json: bool,
     warmup: Duration,
     node: &str,
+    (start, interval): (Instant, Duration),
 ) -> Result<NetLayer> {
     let show = Show {
         json,
@@ -273,6 +274,8 @@ pub fn secondary(
     let mut layer = NetLayer::open(engine, process, show, &[], false, warmup)?;
     layer.secondary = true;
     layer.node = node.to_string();
+    layer.start = start;
+    layer.interval = interval;
     Ok(layer)
 }
 

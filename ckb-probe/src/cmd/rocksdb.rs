@@ -286,8 +286,7 @@ impl Layer for RocksLayer {
             out.push_str(&view::rocksdb::status(
                 &anomalies,
                 self.detector.warmup_left(now),
-                iv.lost_events,
-                iv.unpaired,
+                &iv,
             ));
         }
         self.slow.fresh.clear();
@@ -345,7 +344,9 @@ impl Layer for RocksLayer {
             out.push_str(&format!("  Operations: {}\n", counts.join(", ")));
             out.push_str(&format!(
                 "  Slow operations: {}   Lost slow events: {}   Unpaired returns: {}\n",
-                self.slow.total, total.lost_events, total.unpaired
+                view::thousands(self.slow.total),
+                total.lost_events,
+                total.unpaired
             ));
         }
         Ok(piece)
@@ -441,6 +442,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 &process,
                 args.run.json,
                 &node_desc,
+                (start, interval_d),
             )?)),
             "net" => others.push(Box::new(super::net::secondary(
                 &mut engine,
@@ -448,6 +450,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 args.run.json,
                 warmup,
                 &node_desc,
+                (start, interval_d),
             )?)),
             _ => {}
         }

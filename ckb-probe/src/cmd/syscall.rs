@@ -127,9 +127,12 @@ pub fn secondary(
     process: &Process,
     json: bool,
     node: &str,
+    (start, interval): (Instant, Duration),
 ) -> Result<SysLayer> {
     let mut layer = SysLayer::open(engine, process, json)?;
     layer.node = node.to_string();
+    layer.start = start;
+    layer.interval = interval;
     layer.top = Some(SECONDARY_TOP);
     layer.secondary = true;
     Ok(layer)

@@ -87,7 +87,8 @@ fn fmt_interval(d: Duration) -> String {
 }
 
 /// The status line under the table, then each active anomaly's details.
-pub fn status(anomalies: &[Anomaly], warmup_left: Duration, lost: u64, unpaired: u64) -> String {
+pub fn status(anomalies: &[Anomaly], warmup_left: Duration, iv: &RocksInterval) -> String {
+    let (lost, unpaired, stats_full) = (iv.lost_events, iv.unpaired, iv.stats_full);
     let mut out = String::new();
     if anomalies.is_empty() {
         if warmup_left > Duration::ZERO {
@@ -123,9 +124,9 @@ pub fn status(anomalies: &[Anomaly], warmup_left: Duration, lost: u64, unpaired:
             first.next
         ));
     }
-    if lost > 0 || unpaired > 0 {
+    if lost > 0 || unpaired > 0 || stats_full > 0 {
         out.push_str(&format!(
-            "  Lost slow events: {lost}   Unpaired returns: {unpaired}\n"
+            "  Lost slow events: {lost}   Unpaired returns: {unpaired}   Not recorded (statistics map full): {stats_full}\n"
         ));
     }
     out

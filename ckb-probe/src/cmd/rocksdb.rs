@@ -33,7 +33,7 @@ use ckb_probe::{
 };
 use ckb_probe_common::{
     config::{CONFIG_FLAG_CF, Config},
-    rocksdb::{CF_DEFAULT, SlowEvent},
+    rocksdb::{CF_DEFAULT, Op, SlowEvent},
 };
 use serde_json::{Map, Value, json};
 
@@ -182,7 +182,12 @@ fn slow_json_array(names: &BTreeMap<u64, CfName>, events: &[(SystemTime, SlowEve
 
 fn interval_json(iv: &RocksInterval) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("operations".into(), json!(iv.operations));
+    // In the table's order (GET, PUT, WRITE, ...), not alphabetical.
+    let ops: Map<String, Value> = Op::ALL
+        .iter()
+        .filter_map(|op| Some((op.name().to_string(), json!(iv.operations.get(op.name())?))))
+        .collect();
+    m.insert("operations".into(), Value::Object(ops));
     m.insert("functions".into(), json!(iv.functions));
     let cfs: Map<String, Value> = iv
         .column_families

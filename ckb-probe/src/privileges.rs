@@ -55,10 +55,3 @@ pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
 pub fn drop_all() -> io::Result<()> {
     drop_all_but(&[])
 }
-
-/// This process's effective capability mask (from /proc/self/status), for `check` and tests.
-pub fn effective() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
-}

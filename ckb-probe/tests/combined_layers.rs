@@ -10,16 +10,9 @@ use serde_json::Value;
 use support::{ckb_node::CkbNode, *};
 
 fn run_with_all(tb_args: &[&str], extra: &[&str]) -> (Value, Vec<Value>) {
-    let tb = Testbed::spawn("static", tb_args);
-    let pid = tb.pid.to_string();
-    let mut args = vec!["rocksdb", "--pid", &pid, "--json", "--with", "syscall,net"];
+    let mut args = vec!["--json", "--with", "syscall,net"];
     args.extend_from_slice(extra);
-    let probe = Probe::start(&args);
-    tb.start();
-    let truth = tb.finish();
-    let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (truth, lines) = testbed_run("static", tb_args, &args);
     (truth, parse_ndjson(&lines))
 }
 

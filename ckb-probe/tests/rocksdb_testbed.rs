@@ -37,20 +37,9 @@ const TRACED: [&str; 23] = [
 
 /// Runs the testbed under `ckb-probe rocksdb --json` and returns (ground truth, NDJSON objects).
 fn traced_run(mode: &str, testbed_args: &[&str], probe_args: &[&str]) -> (Value, Vec<Value>) {
-    let tb = Testbed::spawn(mode, testbed_args);
-    let pid = tb.pid.to_string();
-    let mut args = vec!["rocksdb", "--pid", &pid, "--json"];
-    args.extend_from_slice(probe_args);
-    let probe = Probe::start(&args);
-    tb.start();
-    let truth = tb.finish();
-    let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
-    assert_eq!(code, 0, "ckb-probe failed: {stderr}");
-    assert!(
-        stderr.contains("exited"),
-        "no target-exit message: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut extra = vec!["--json"];
+    extra.extend_from_slice(probe_args);
+    let (truth, lines) = testbed_run(mode, testbed_args, &extra);
     (truth, parse_ndjson(&lines))
 }
 

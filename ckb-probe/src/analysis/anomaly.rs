@@ -132,14 +132,6 @@ impl LatencyDetector {
             })
             .collect()
     }
-
-    /// Current baseline of `op` in microseconds, once learnt.
-    pub fn baseline_us(&self, op: Op) -> Option<f64> {
-        self.ops
-            .get(&op)
-            .and_then(|s| s.latency.baseline())
-            .map(|b| b / 1_000.0)
-    }
 }
 
 fn round1(x: f64) -> f64 {

@@ -55,7 +55,6 @@ impl ProbeError {
 /// One loaded eBPF object shared by every layer of one ckb-probe run.
 pub struct Engine {
     pub ebpf: Ebpf,
-    config: Config,
 }
 
 fn is_permission(e: &aya::EbpfError) -> bool {
@@ -77,13 +76,9 @@ impl Engine {
                 ProbeError::Load(e)
             }
         })?;
-        let mut engine = Engine { ebpf, config };
+        let mut engine = Engine { ebpf };
         engine.set_config(config)?;
         Ok(engine)
-    }
-
-    pub fn config(&self) -> Config {
-        self.config
     }
 
     /// Writes the run-time configuration every program reads on each event.
@@ -92,16 +87,9 @@ impl Engine {
             name: "CONFIG",
             source: None,
         })?;
-        let mut array: Array<_, Config> = Array::try_from(map).map_err(|e| ProbeError::Map {
-            name: "CONFIG",
-            source: Some(e),
-        })?;
-        array.set(0, config, 0).map_err(|e| ProbeError::Map {
-            name: "CONFIG",
-            source: Some(e),
-        })?;
-        self.config = config;
-        Ok(())
+        let mut array: Array<_, Config> =
+            Array::try_from(map).map_err(ProbeError::map("CONFIG"))?;
+        array.set(0, config, 0).map_err(ProbeError::map("CONFIG"))
     }
 
     /// Takes a map out of the object as its typed wrapper, for a collector to own.

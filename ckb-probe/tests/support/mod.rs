@@ -192,6 +192,27 @@ impl Probe {
     }
 }
 
+/// Runs the testbed (`mode`, `testbed_args`) under `ckb-probe rocksdb --pid <testbed> EXTRA`
+/// until the testbed's measured phase ends; ckb-probe must then end cleanly, saying the target
+/// exited. Returns (ground truth, ckb-probe's stdout lines).
+pub fn testbed_run(mode: &str, testbed_args: &[&str], extra: &[&str]) -> (Value, Vec<String>) {
+    let tb = Testbed::spawn(mode, testbed_args);
+    let pid = tb.pid.to_string();
+    let mut args = vec!["rocksdb", "--pid", &pid];
+    args.extend_from_slice(extra);
+    let probe = Probe::start(&args);
+    tb.start();
+    let truth = tb.finish();
+    let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "ckb-probe failed: {stderr}");
+    assert!(
+        stderr.contains("exited"),
+        "no target-exit message: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (truth, lines)
+}
+
 /// Parses NDJSON output; every line must be a JSON object.
 pub fn parse_ndjson(lines: &[String]) -> Vec<Value> {
     lines

@@ -33,6 +33,8 @@ enum Command {
     Net(cmd::net::Args),
     /// Trace the system calls of a CKB node per thread role: rates, errors, latency, I/O sizes.
     Syscall(cmd::syscall::Args),
+    /// Show a recording (`--record FILE` or `--json` output) again: tables or NDJSON.
+    Replay(cmd::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Rocksdb(a) => cmd::rocksdb::run(a),
         Command::Net(a) => cmd::net::run(a),
         Command::Syscall(a) => cmd::syscall::run(a),
+        Command::Replay(a) => cmd::replay::run(a),
     };
     match result {
         Ok(code) => code,

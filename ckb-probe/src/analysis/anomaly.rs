@@ -7,8 +7,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use crate::model::de::Name;
 use ckb_probe_common::rocksdb::Op;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     baseline::{BaselineConfig, WindowedBaseline},
@@ -38,13 +39,14 @@ impl Default for DetectorConfig {
 }
 
 /// An active anomaly, as shown in the table and in JSON `anomalies`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Anomaly {
     /// Wall-clock time the anomaly started, RFC 3339.
     pub time: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub operation: &'static str,
+    #[serde(rename = "type", deserialize_with = "crate::model::de::name")]
+    pub kind: Name,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub operation: Name,
     pub current_avg_us: f64,
     pub baseline_avg_us: f64,
     pub multiplier: f64,

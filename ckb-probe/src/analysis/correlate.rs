@@ -13,7 +13,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use serde::Serialize;
+use crate::model::de::Name;
+use serde::{Deserialize, Serialize};
 
 use super::{
     anomaly::Anomaly,
@@ -22,12 +23,12 @@ use super::{
 };
 
 /// One correlated alert.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Correlation {
     /// When the condition started (RFC 3339).
     pub time: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
+    #[serde(rename = "type", deserialize_with = "crate::model::de::name")]
+    pub kind: Name,
     pub summary: String,
     pub evidence: String,
     pub next: String,

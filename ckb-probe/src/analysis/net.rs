@@ -8,11 +8,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use crate::model::de::Name;
 use ckb_probe_common::net::{
     AF_INET, AF_INET6, NetEvent, PeerKey, PeerStats, SOCK_ESTABLISHED, SOCK_INBOUND, SOCK_OUTBOUND,
     counter, kind, state,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{collect::net::NetSnapshot, node::RpcPeer};
 
@@ -109,12 +110,14 @@ impl Classifier {
 }
 
 /// One peer as reported.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PeerReport {
     pub remote: String,
     pub port: u16,
-    pub family: &'static str,
-    pub direction: &'static str,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub family: Name,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub direction: Name,
     pub local_port: u16,
     /// A P2P peer (false: a client of another service of the target, e.g. RPC).
     pub p2p: bool,
@@ -140,7 +143,7 @@ pub struct PeerReport {
     pub open: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Totals {
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -159,7 +162,7 @@ pub struct Totals {
     pub open_connections: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NetInterval {
     pub secs: f64,
     pub peers: Vec<PeerReport>,
@@ -313,26 +316,32 @@ pub fn interval(
 }
 
 /// One connection event as reported.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EventRecord {
-    #[serde(skip)]
+    /// Only the live run has it (a report read back keeps `time`).
+    #[serde(skip, default = "epoch")]
     pub wall: SystemTime,
     /// RFC 3339 with milliseconds.
     pub time: String,
-    pub kind: &'static str,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub kind: Name,
     pub remote: String,
     pub port: u16,
     pub local_port: u16,
-    pub family: &'static str,
-    pub direction: &'static str,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub family: Name,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub direction: Name,
     pub p2p: bool,
     /// At close: how long the connection had been established (null if it never was).
     pub age_secs: Option<f64>,
     /// At close: the connection's own bytes.
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
-    pub old_state: &'static str,
-    pub new_state: &'static str,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub old_state: Name,
+    #[serde(deserialize_with = "crate::model::de::name")]
+    pub new_state: Name,
     /// Kernel socket address (hex), to tell connections to one endpoint apart.
     pub socket: String,
 }
@@ -385,6 +394,10 @@ impl EventRecord {
     }
 }
 
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
 fn rfc3339_ms(t: SystemTime) -> String {
     let base = crate::view::rfc3339(t);
     let ms = t
@@ -395,10 +408,10 @@ fn rfc3339_ms(t: SystemTime) -> String {
 }
 
 /// An alert, as shown in the table and in JSON `alerts`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NetAlert {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
+    #[serde(rename = "type", deserialize_with = "crate::model::de::name")]
+    pub kind: Name,
     /// Wall-clock time the condition started, RFC 3339.
     pub since: String,
     pub message: String,
@@ -411,7 +424,7 @@ pub struct NetAlert {
 }
 
 /// A peer that connected repeatedly within the window.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Reconnecting {
     pub peer: String,
     pub connections: u64,

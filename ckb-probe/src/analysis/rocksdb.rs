@@ -2,17 +2,18 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::de::Name;
 use ckb_probe_common::{
     hist::BUCKETS,
     rocksdb::{CF_DEFAULT, FN_COUNT, Op, OpStats, TRACED, counter},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::hist;
 use crate::collect::rocksdb::{CfName, RocksSnapshot};
 
 /// Statistics of one operation (or function, or column family) over an interval.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct OpReport {
     pub count: u64,
     pub qps: f64,
@@ -34,20 +35,24 @@ pub struct OpReport {
 }
 
 /// One column family's share of the work.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CfReport {
     /// RocksDB's family name ("0".."18" in CKB, "default", or "unknown").
     pub name: String,
     /// CKB's meaning of the column, e.g. "BLOCK_BODY".
-    pub column: Option<&'static str>,
-    pub operations: BTreeMap<&'static str, OpReport>,
+    #[serde(deserialize_with = "crate::model::de::opt_name")]
+    pub column: Option<Name>,
+    #[serde(deserialize_with = "crate::model::de::name_map")]
+    pub operations: BTreeMap<Name, OpReport>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RocksInterval {
     pub secs: f64,
-    pub operations: BTreeMap<&'static str, OpReport>,
-    pub functions: BTreeMap<&'static str, OpReport>,
+    #[serde(deserialize_with = "crate::model::de::name_map")]
+    pub operations: BTreeMap<Name, OpReport>,
+    #[serde(deserialize_with = "crate::model::de::name_map")]
+    pub functions: BTreeMap<Name, OpReport>,
     pub column_families: Vec<CfReport>,
     /// Slow events dropped because the ring buffer was full.
     pub lost_events: u64,

@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::de::Name;
 use ckb_probe_common::{
     hist::BUCKETS,
     syscall::{Role, SysKey, SysStats, counter, kind, kind_of_name},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{hist, syscall_names::SyscallTable};
 use crate::collect::syscall::SysSnapshot;
 
 /// One system call over an interval: overall, or as made by one thread role.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SysReport {
     pub name: String,
     pub nr: u32,
@@ -48,7 +49,7 @@ pub struct SysReport {
 }
 
 /// Metrics derived from several system calls.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Derived {
     /// Futex wait ratio: the share of futex-family calls (`futex`, `futex_waitv`, `futex_wait`)
     /// that wait, i.e. `futex` with FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_LOCK_PI(2) or
@@ -79,16 +80,18 @@ pub struct Derived {
     pub fdatasync_p99_us: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SysInterval {
     pub secs: f64,
     /// Every system call made in the interval, most total time first.
     pub syscalls: Vec<SysReport>,
     /// Role name → syscall name → that role's calls.
-    pub roles: BTreeMap<&'static str, BTreeMap<String, SysReport>>,
+    #[serde(deserialize_with = "crate::model::de::name_map")]
+    pub roles: BTreeMap<Name, BTreeMap<String, SysReport>>,
     pub derived: Derived,
     /// Role name → live threads of the target at the end of the interval.
-    pub threads: BTreeMap<&'static str, usize>,
+    #[serde(deserialize_with = "crate::model::de::name_map")]
+    pub threads: BTreeMap<Name, usize>,
     /// Exits with no matching entry (calls in flight at attach, or evicted slots).
     pub unpaired: u64,
     /// Threads (or processes) the target started: their first return from `clone*`/`fork`,

@@ -1,5 +1,6 @@
 pub mod check;
 pub mod net;
+pub mod replay;
 pub mod rocksdb;
 pub mod runner;
 pub mod symbols;

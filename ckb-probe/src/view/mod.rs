@@ -1,8 +1,10 @@
 //! Presentation helpers shared by every layer's views: number formats and box tables.
 
+pub mod ndjson;
 pub mod net;
 pub mod rocksdb;
 pub mod syscall;
+pub mod text;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Align, Table, bytes, clock_ms, hms, thousands};
+use super::{Align, Table, bytes, hms, thousands};
 use crate::analysis::net::{EventRecord, NetAlert, NetInterval, PeerReport, Reconnecting};
 
 pub struct Header<'a> {
@@ -174,7 +174,7 @@ pub fn event_log(events: &[EventRecord], total_60s: usize) -> String {
                 _ => String::new(),
             };
             vec![
-                clock_ms(e.wall),
+                e.time.get(11..23).unwrap_or(&e.time).to_string(),
                 e.kind.to_string(),
                 ep,
                 e.local_port.to_string(),

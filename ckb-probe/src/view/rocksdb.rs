@@ -3,16 +3,16 @@
 
 use std::{
     collections::BTreeMap,
-    time::{Duration, SystemTime},
+    time::{Duration, UNIX_EPOCH},
 };
 
-use ckb_probe_common::{
-    hist::bucket_low,
-    rocksdb::{Op, SLOW_FLAG_ERROR, SLOW_FLAG_MISS, SlowEvent, TRACED, fn_id},
-};
+use ckb_probe_common::rocksdb::Op;
 
 use super::{Align, Table, bytes, clock_ms, hms, latency, thousands, us};
-use crate::analysis::{anomaly::Anomaly, rocksdb::RocksInterval};
+use crate::{
+    analysis::{anomaly::Anomaly, rocksdb::RocksInterval},
+    model::{self, Bucket, rocksdb::SlowOp},
+};
 
 pub struct Header<'a> {
     pub pid: u32,
@@ -187,37 +187,43 @@ fn ns_label(ns: u64) -> String {
 
 /// Latency distributions, one block per operation, one bar per power of two (the kernel's
 /// finer sub-buckets are folded for display).
-pub fn histograms(hists: &BTreeMap<&'static str, Vec<u64>>, title: &str) -> String {
+pub fn histograms(hists: &BTreeMap<&'static str, Vec<Bucket>>, title: &str) -> String {
     const BAR: usize = 40;
     let mut out = format!("Latency histograms ({title})\n");
     for op in Op::ALL {
         let Some(h) = hists.get(op.name()) else {
             continue;
         };
-        let total: u64 = h.iter().sum();
+        let total = model::total(h);
         if total == 0 {
             continue;
         }
         // Fold sub-buckets into log2 rows: [2^k, 2^(k+1)).
-        let mut rows: Vec<(u64, u64, u64)> = Vec::new();
-        for (idx, &n) in h.iter().enumerate() {
-            let lo = bucket_low(idx);
-            let pow_lo = if lo == 0 {
+        let mut by_pow: BTreeMap<u64, u64> = BTreeMap::new();
+        for b in h {
+            let pow_lo = if b.low_ns == 0 {
                 0
             } else {
-                1u64 << (63 - lo.leading_zeros())
+                1u64 << (63 - b.low_ns.leading_zeros())
             };
-            let pow_hi = if lo == 0 { 1 } else { pow_lo.saturating_mul(2) };
-            match rows.last_mut() {
-                Some(r) if r.0 == pow_lo => r.2 += n,
-                _ => rows.push((pow_lo, pow_hi, n)),
-            }
+            *by_pow.entry(pow_lo).or_default() += b.count;
         }
-        let first = rows.iter().position(|r| r.2 > 0).unwrap_or(0);
-        let last = rows.iter().rposition(|r| r.2 > 0).unwrap_or(0);
+        let (Some(&first), Some(&last)) = (by_pow.keys().next(), by_pow.keys().next_back()) else {
+            continue;
+        };
+        let mut rows: Vec<(u64, u64, u64)> = Vec::new();
+        let mut pow = first;
+        loop {
+            let hi = if pow == 0 { 1 } else { pow.saturating_mul(2) };
+            rows.push((pow, hi, by_pow.get(&pow).copied().unwrap_or(0)));
+            if pow >= last || hi == u64::MAX {
+                break;
+            }
+            pow = hi;
+        }
         let peak = rows.iter().map(|r| r.2).max().unwrap_or(1).max(1);
         out.push_str(&format!("\n{} ({} ops)\n", op.name(), thousands(total)));
-        for r in &rows[first..=last] {
+        for r in &rows {
             let len = ((r.2 as f64 / peak as f64) * BAR as f64).round() as usize;
             out.push_str(&format!(
                 "  [{:>6}, {:>6}) │{:<BAR$}│ {}\n",
@@ -231,62 +237,16 @@ pub fn histograms(hists: &BTreeMap<&'static str, Vec<u64>>, title: &str) -> Stri
     out
 }
 
-/// One slow operation as shown in the log.
-#[derive(Clone, Debug)]
-pub struct SlowRecord {
-    pub wall: SystemTime,
-    pub ev: SlowEvent,
-    pub cf: String,
-}
-
-impl SlowRecord {
-    pub fn op(&self) -> Op {
-        TRACED.get(self.ev.fn_id as usize).map_or(Op::Get, |f| f.op)
-    }
-
-    pub fn function(&self) -> &'static str {
-        TRACED.get(self.ev.fn_id as usize).map_or("?", |f| f.symbol)
-    }
-
-    pub fn note(&self) -> String {
-        let mut notes = Vec::new();
-        match self.ev.fn_id {
-            fn_id::WRITE => notes.push("batch write"),
-            fn_id::TXN_COMMIT => notes.push("txn commit"),
-            _ => {}
-        }
-        if self.ev.flags & SLOW_FLAG_ERROR != 0 {
-            notes.push("error");
-        }
-        if self.ev.flags & SLOW_FLAG_MISS != 0 {
-            notes.push("miss");
-        }
-        let mut s = notes.join(", ");
-        if !self.cf.is_empty() && self.cf != "default" {
-            if !s.is_empty() {
-                s.push_str(", ");
-            }
-            s.push_str("cf ");
-            s.push_str(&self.cf);
-        }
-        s
-    }
-}
-
 /// The slow-operation log: the most recent `shown` records out of `total` in the last 60 s.
-pub fn slow_table(threshold_us: u64, recent: &[SlowRecord], total: usize) -> String {
+pub fn slow_table(threshold_us: u64, recent: &[SlowOp], total: u64) -> String {
     let rows: Vec<Vec<String>> = recent
         .iter()
         .map(|r| {
             vec![
-                clock_ms(r.wall),
+                clock_ms(UNIX_EPOCH + Duration::from_millis(r.time_ms)),
                 r.op().name().to_string(),
-                latency(r.ev.latency_ns as f64 / 1_000.0),
-                if r.op().has_bytes() {
-                    bytes(r.ev.bytes as f64)
-                } else {
-                    "—".into()
-                },
+                latency(r.latency_us()),
+                r.size().map_or("—".into(), |b| bytes(b as f64)),
                 r.note(),
             ]
         })
@@ -310,7 +270,7 @@ pub fn slow_table(threshold_us: u64, recent: &[SlowRecord], total: usize) -> Str
     out.push_str(&format!(
         "  Showing {} of {} slow operations in last 60s.\n",
         recent.len(),
-        thousands(total as u64)
+        thousands(total)
     ));
     out
 }

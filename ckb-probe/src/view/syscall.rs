@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use ckb_probe_common::syscall::{Role, kind};
-use serde_json::{Map, Value, json};
 
 use super::{Align, Table, bytes, hms, thousands, us};
 use crate::analysis::syscall::{SysInterval, SysReport};
@@ -226,22 +225,6 @@ pub fn by_role(iv: &SysInterval, top: usize) -> String {
         rows,
     }
     .render()
-}
-
-/// The interval's fields of an NDJSON object (`syscalls` cut to `top` when given).
-pub fn json_fields(iv: &SysInterval, top: Option<usize>) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("interval_secs".into(), json!(iv.secs));
-    let calls: Vec<&SysReport> = iv.syscalls.iter().take(top.unwrap_or(usize::MAX)).collect();
-    m.insert("syscalls".into(), json!(calls));
-    m.insert("roles".into(), json!(iv.roles));
-    m.insert("derived".into(), json!(iv.derived));
-    m.insert("threads".into(), json!(iv.threads));
-    m.insert("unpaired".into(), json!(iv.unpaired));
-    m.insert("threads_started".into(), json!(iv.threads_started));
-    m.insert("hist_full".into(), json!(iv.hist_full));
-    m.insert("stats_full".into(), json!(iv.stats_full));
-    m
 }
 
 /// The derived metrics, threads per role, and loss counters.

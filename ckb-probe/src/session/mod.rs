@@ -1,0 +1,427 @@
+//! A run: the target, the loaded engine, the layers asked for, their collectors, slow logs,
+//! baselines, detectors and the correlator, the clock and the poll cadence. It has four plain
+//! calls: [`Session::start`], [`Session::poll`] (drain events), [`Session::tick`] (the interval
+//! ending now, as a [`Report`]) and [`Session::finish`] (the run's summary, the same kind of
+//! value). [`drive`] is the loop the line-oriented commands use; the TUI and the exporter call
+//! the same four themselves.
+
+pub mod net;
+pub mod rocksdb;
+pub mod syscall;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use ckb_probe_common::config::Config;
+
+use self::{
+    net::{NetLayer, NetOptions},
+    rocksdb::{RocksLayer, RocksOptions},
+    syscall::SysLayer,
+};
+use crate::{
+    analysis::correlate::Correlator,
+    model::{Chain, End, Header, Kind, LayerName, Report, Unavailable},
+    node, privileges,
+    probe::Engine,
+    target::{self, Process},
+    view,
+};
+
+/// What a run traces and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The layers, primary first.
+    pub layers: Vec<LayerName>,
+    /// A layer that cannot attach stops the run (false: it is reported in
+    /// [`Report::unavailable`] and the others run).
+    pub require_all: bool,
+    /// The report interval.
+    pub interval: Duration,
+    /// Baseline learning before anomaly, churn and correlation alerts.
+    pub warmup: Duration,
+    pub rocksdb: RocksOptions,
+    pub net: NetOptions,
+    /// Ask the node's RPC for the tip and sync state (every few seconds).
+    pub chain: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            layers: vec![LayerName::Rocksdb],
+            require_all: true,
+            interval: Duration::from_secs(1),
+            warmup: Duration::from_secs(300),
+            rocksdb: RocksOptions::default(),
+            net: NetOptions::default(),
+            chain: false,
+        }
+    }
+}
+
+/// The node's RPC for the header's chain state.
+struct ChainRpc {
+    addr: SocketAddr,
+    next: Instant,
+    last: Option<Chain>,
+}
+
+impl ChainRpc {
+    const REFRESH: Duration = Duration::from_secs(5);
+
+    fn get(&mut self, now: Instant) -> Option<Chain> {
+        if now >= self.next {
+            self.next = now + Self::REFRESH;
+            self.last = chain(self.addr);
+        }
+        self.last.clone()
+    }
+}
+
+fn hex_u64(v: &serde_json::Value) -> Option<u64> {
+    u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
+}
+
+/// Tip, best known header and peer count from the node's RPC.
+fn chain(addr: SocketAddr) -> Option<Chain> {
+    let tip = node::call(addr, "get_tip_block_number", serde_json::json!([]))
+        .as_ref()
+        .and_then(hex_u64);
+    tip?;
+    let best = node::call(addr, "sync_state", serde_json::json!([]))
+        .and_then(|v| hex_u64(v.get("best_known_block_number")?));
+    let peers = node::call(addr, "local_node_info", serde_json::json!([]))
+        .and_then(|v| hex_u64(v.get("connections")?));
+    Some(Chain {
+        tip_block_number: tip,
+        best_known_block_number: best,
+        peers,
+    })
+}
+
+pub struct Session {
+    pid: u32,
+    node: String,
+    opts: Options,
+    start: Instant,
+    last: Instant,
+    /// Events drained since the last report (they must reach an interval).
+    pending: usize,
+    layers: Vec<LayerName>,
+    rocksdb: Option<RocksLayer>,
+    syscall: Option<SysLayer>,
+    net: Option<NetLayer>,
+    correlator: Option<Correlator>,
+    chain: Option<ChainRpc>,
+    unavailable: Vec<Unavailable>,
+    notes: Vec<String>,
+    /// Last: the layers' maps must go before the programs and links they belong to.
+    engine: Engine,
+}
+
+impl Session {
+    /// Loads the kernel programs and attaches the layers to `process`, then drops every
+    /// privilege the run no longer needs.
+    pub fn start(process: &Process, opts: Options) -> Result<Session> {
+        let pid = process.pid;
+        let config = if opts.layers.contains(&LayerName::Rocksdb) {
+            rocksdb::config(pid, &opts.rocksdb)
+        } else {
+            Config {
+                tgid: pid,
+                flags: 0,
+                slow_threshold_ns: u64::MAX,
+            }
+        };
+        let mut engine = Engine::load(config)?;
+        let mut notes = Vec::new();
+        let mut unavailable = Vec::new();
+        let (mut rocks, mut sys, mut net) = (None, None, None);
+        let mut layers = Vec::new();
+        for &layer in &opts.layers {
+            let opened = match layer {
+                LayerName::Rocksdb => RocksLayer::open(
+                    &mut engine,
+                    process,
+                    opts.rocksdb.clone(),
+                    opts.warmup,
+                    &mut notes,
+                )
+                .map(|l| rocks = Some(l)),
+                LayerName::Syscall => {
+                    SysLayer::open(&mut engine, process, &mut notes).map(|l| sys = Some(l))
+                }
+                LayerName::Net => {
+                    NetLayer::open(&mut engine, process, &opts.net, opts.warmup, &mut notes)
+                        .map(|l| net = Some(l))
+                }
+            };
+            match opened {
+                Ok(()) => layers.push(layer),
+                Err(e) if opts.require_all => return Err(e),
+                Err(e) => unavailable.push(Unavailable {
+                    layer,
+                    reason: format!("{e:#}"),
+                }),
+            }
+        }
+        if layers.is_empty() {
+            let why: Vec<String> = unavailable
+                .iter()
+                .map(|u| format!("{}: {}", u.layer.name(), u.reason))
+                .collect();
+            return Err(anyhow::anyhow!(
+                "no layer could attach to PID {pid} ({})",
+                why.join("; ")
+            ));
+        }
+        // The run's clock starts when the primary layer took its first snapshot.
+        let start = match layers[0] {
+            LayerName::Rocksdb => rocks.as_ref().map(RocksLayer::start),
+            LayerName::Syscall => sys.as_ref().map(SysLayer::start),
+            LayerName::Net => net.as_ref().map(NetLayer::start),
+        }
+        .unwrap_or_else(Instant::now);
+        let node_desc = node::describe(process);
+        let chain = if opts.chain {
+            node::rpc_addr(process).map(|addr| ChainRpc {
+                addr,
+                next: start,
+                last: None,
+            })
+        } else {
+            None
+        };
+        // Everything that needs privileges (loading, attaching, reading the target's files) is
+        // done, except the network layer's re-reading of the target's sockets.
+        let keep: &[u32] = if net.is_some() {
+            &[privileges::CAP_SYS_PTRACE]
+        } else {
+            &[]
+        };
+        if let Err(e) = privileges::drop_all_but(keep) {
+            tracing::warn!("could not drop capabilities: {e}");
+        }
+        Ok(Session {
+            pid,
+            node: node_desc,
+            correlator: (layers.len() > 1).then(|| Correlator::new(start, opts.warmup)),
+            opts,
+            start,
+            last: start,
+            pending: 0,
+            layers,
+            rocksdb: rocks,
+            syscall: sys,
+            net,
+            chain,
+            unavailable,
+            notes,
+            engine,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn start_time(&self) -> Instant {
+        self.start
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.opts.interval
+    }
+
+    /// The layers that run, primary first.
+    pub fn layers(&self) -> &[LayerName] {
+        &self.layers
+    }
+
+    /// Layers asked for that could not attach.
+    pub fn unavailable(&self) -> &[Unavailable] {
+        &self.unavailable
+    }
+
+    /// What attaching found worth telling the operator (one line each).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The engine, for probe-level questions (e.g. program ids).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Moves pending events out of the kernel; returns how many (more means poll sooner).
+    pub fn poll(&mut self) -> usize {
+        let mut n = 0;
+        if let Some(l) = &mut self.rocksdb {
+            n += l.poll();
+        }
+        if let Some(l) = &mut self.net {
+            n += l.poll();
+        }
+        self.pending += n;
+        n
+    }
+
+    /// Events drained since the last report.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// When the last report was made.
+    pub fn last_report(&self) -> Instant {
+        self.last
+    }
+
+    fn header(&mut self, kind: Kind, now: Instant) -> Header {
+        let chain = self.chain.as_mut().and_then(|c| c.get(now));
+        Header {
+            kind,
+            timestamp: view::rfc3339(SystemTime::now()),
+            pid: self.pid,
+            node: self.node.clone(),
+            layers: self.layers.clone(),
+            uptime_secs: now.duration_since(self.start).as_secs(),
+            interval_secs: now.duration_since(self.last).as_secs_f64(),
+            sampling_secs: self.opts.interval.as_secs_f64(),
+            duration_secs: 0.0,
+            end: None,
+            chain,
+        }
+    }
+
+    /// The interval ending `now`.
+    pub fn tick(&mut self, now: Instant) -> Result<Report> {
+        let header = self.header(Kind::Interval, now);
+        let rocksdb = self.rocksdb.as_mut().map(|l| l.tick(now)).transpose()?;
+        let syscall = self.syscall.as_mut().map(|l| l.tick()).transpose()?;
+        let net = self.net.as_mut().map(|l| l.tick(now)).transpose()?;
+        let (net, disconnects) = match net {
+            Some((s, d)) => (Some(s), Some(d)),
+            None => (None, None),
+        };
+        let correlations = self.correlator.as_mut().map(|c| {
+            c.observe(
+                now,
+                rocksdb.as_ref().map_or(&[][..], |r| &r.anomalies),
+                syscall.as_ref().map(|s| &s.stats),
+                disconnects.as_ref(),
+            )
+        });
+        self.last = now;
+        self.pending = 0;
+        Ok(Report {
+            header,
+            rocksdb,
+            syscall,
+            net,
+            correlations,
+            unavailable: self.unavailable.clone(),
+        })
+    }
+
+    /// The whole run, after the final interval.
+    pub fn finish(&mut self, end: End) -> Result<Report> {
+        let now = Instant::now();
+        let mut header = self.header(Kind::Summary, now);
+        header.duration_secs = now.duration_since(self.start).as_secs_f64();
+        header.end = Some(end);
+        Ok(Report {
+            header,
+            rocksdb: self.rocksdb.as_mut().map(|l| l.summary()).transpose()?,
+            syscall: self.syscall.as_mut().map(|l| l.summary()).transpose()?,
+            net: self.net.as_mut().map(|l| l.summary()).transpose()?,
+            correlations: None,
+            unavailable: self.unavailable.clone(),
+        })
+    }
+
+    /// Whether the target still runs.
+    pub fn target_alive(&self) -> bool {
+        target::is_alive(self.pid)
+    }
+}
+
+/// How long a line-oriented run goes on.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub duration: Option<Duration>,
+    pub count: Option<u64>,
+}
+
+/// A flag raised by SIGINT and SIGTERM.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&term)).context("installing signal handler")?;
+    }
+    Ok(term)
+}
+
+/// Runs `session` to the end (a signal, the target's exit, the duration or the count), handing
+/// every report to `sink`: each interval, a final partial interval, then the summary.
+pub fn drive(
+    session: &mut Session,
+    limits: Limits,
+    sink: &mut dyn FnMut(&Report) -> Result<()>,
+) -> Result<End> {
+    let term = stop_flag()?;
+    let (idle, busy) = (Duration::from_millis(100), Duration::from_millis(10));
+    let interval = session.opts.interval;
+    let start = session.start;
+    let mut next = start + interval;
+    let mut reports = 0u64;
+    let end = loop {
+        if term.load(Ordering::Relaxed) {
+            break End::Signal;
+        }
+        if !session.target_alive() {
+            break End::TargetExited;
+        }
+        let now = Instant::now();
+        if limits.duration.is_some_and(|d| now >= start + d) {
+            break End::Duration;
+        }
+        let drained = session.poll();
+        if now >= next {
+            sink(&session.tick(now)?)?;
+            reports += 1;
+            next += interval;
+            if next < now {
+                next = now + interval;
+            }
+            if limits.count.is_some_and(|c| reports >= c) {
+                break End::Count;
+            }
+        }
+        // While events flow, come back sooner so ring buffers never fill up.
+        let poll = if drained > 0 { busy } else { idle };
+        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(poll));
+    };
+    // Final read: everything recorded up to now, including a partial interval. Events drained
+    // now must reach an interval, however short it is.
+    session.poll();
+    let now = Instant::now();
+    if end != End::Count
+        && (session.pending > 0 || now.duration_since(session.last) >= Duration::from_millis(50))
+    {
+        sink(&session.tick(now)?)?;
+    }
+    sink(&session.finish(end)?)?;
+    Ok(end)
+}

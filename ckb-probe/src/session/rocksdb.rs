@@ -1,0 +1,343 @@
+//! The RocksDB layer of a run: its collector, slow log and anomaly detector.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use ckb_probe_common::{
+    config::{CONFIG_FLAG_CF, Config},
+    rocksdb::{CF_DEFAULT, SlowEvent},
+};
+
+use crate::{
+    analysis::{
+        anomaly::{Anomaly, DetectorConfig, LatencyDetector},
+        rocksdb::interval,
+    },
+    collect::{
+        clock::MonoClock,
+        rocksdb::{CfName, RocksCollector, RocksSnapshot},
+    },
+    error::InputError,
+    model::{
+        self, de,
+        rocksdb::{Attach, Missing, RocksSection, SlowLog, SlowOp},
+    },
+    probe::{
+        Engine,
+        rocksdb::{self as rprobe, RocksAttach},
+    },
+    symbols,
+    target::Process,
+};
+
+/// RocksDB options of a run.
+#[derive(Clone, Debug)]
+pub struct RocksOptions {
+    /// Record operations at or above this many µs in the slow log (none: no slow log).
+    pub slow_threshold_us: Option<u64>,
+    /// Resolve column families (reads RocksDB's objects in the target).
+    pub cf: bool,
+    /// Trace `rocksdb_iter_next` (single-stepped: costly under heavy iteration).
+    pub iter_next: bool,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            slow_threshold_us: None,
+            cf: true,
+            iter_next: true,
+        }
+    }
+}
+
+/// The kernel configuration the RocksDB layer needs.
+pub fn config(pid: u32, opts: &RocksOptions) -> Config {
+    Config {
+        tgid: pid,
+        flags: if opts.cf { CONFIG_FLAG_CF } else { 0 },
+        slow_threshold_ns: opts
+            .slow_threshold_us
+            .map_or(u64::MAX, |t| t.saturating_mul(1_000)),
+    }
+}
+
+/// Slow operations kept for a log view.
+const RECENT_KEEP: usize = 1_000;
+/// Slow operations of one interval kept for its report.
+const FRESH_MAX: usize = 100_000;
+/// Recent slow operations a report carries.
+const RECENT_IN_REPORT: usize = 50;
+
+/// The slow log's state: a bounded list of recent events, exact per-second counts, and the
+/// events of the current interval. Raw records are kept (the column family's name may only be
+/// known at the next read of the kernel's map); labels are made when a report is.
+#[derive(Default)]
+struct SlowState {
+    recent: VecDeque<(u64, SlowEvent)>,
+    per_sec: VecDeque<(u64, u64)>,
+    fresh: Vec<(u64, SlowEvent)>,
+    dropped_fresh: u64,
+    total: u64,
+}
+
+impl SlowState {
+    fn push(&mut self, time_ms: u64, ev: SlowEvent) {
+        let sec = time_ms / 1_000;
+        match self.per_sec.back_mut() {
+            Some((s, n)) if *s == sec => *n += 1,
+            _ => self.per_sec.push_back((sec, 1)),
+        }
+        self.total += 1;
+        if self.fresh.len() < FRESH_MAX {
+            self.fresh.push((time_ms, ev));
+        } else {
+            self.dropped_fresh += 1;
+        }
+        if self.recent.len() == RECENT_KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((time_ms, ev));
+    }
+
+    /// Forgets what is older than 60 s; returns the count of the last 60 s.
+    fn last_60s(&mut self, now: SystemTime) -> u64 {
+        let now_ms = ms(now);
+        let now_s = now_ms / 1_000;
+        while self.per_sec.front().is_some_and(|(s, _)| s + 60 <= now_s) {
+            self.per_sec.pop_front();
+        }
+        let cutoff = now_ms.saturating_sub(60_000);
+        while self.recent.front().is_some_and(|(t, _)| *t < cutoff) {
+            self.recent.pop_front();
+        }
+        self.per_sec.iter().map(|(_, n)| n).sum()
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// Column-family labels by handle, interned once per handle.
+#[derive(Default)]
+struct CfLabels(BTreeMap<u64, &'static str>);
+
+impl CfLabels {
+    fn refresh(&mut self, names: &BTreeMap<u64, CfName>) {
+        for (h, n) in names {
+            self.0.entry(*h).or_insert_with(|| de::intern(&n.name));
+        }
+    }
+
+    fn get(&self, cf: u64) -> &'static str {
+        match cf {
+            CF_DEFAULT => "default",
+            h => self.0.get(&h).copied().unwrap_or("unknown"),
+        }
+    }
+
+    fn op(&self, (time_ms, ev): &(u64, SlowEvent)) -> SlowOp {
+        SlowOp::new(*time_ms, ev, self.get(ev.cf))
+    }
+}
+
+pub struct RocksLayer {
+    opts: RocksOptions,
+    collector: RocksCollector,
+    attach: RocksAttach,
+    clock: MonoClock,
+    first: RocksSnapshot,
+    prev: RocksSnapshot,
+    detector: LatencyDetector,
+    slow: SlowState,
+    /// Column-family names as last read (a handle's name never changes).
+    names: BTreeMap<u64, CfName>,
+    labels: CfLabels,
+}
+
+impl RocksLayer {
+    /// Finds the target's RocksDB functions and attaches to them.
+    pub fn open(
+        engine: &mut Engine,
+        process: &Process,
+        opts: RocksOptions,
+        warmup: Duration,
+        notes: &mut Vec<String>,
+    ) -> Result<Self> {
+        let pid = process.pid;
+        let sites = symbols::rocksdb_sites(process)
+            .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
+        if sites.sites.is_empty() {
+            return Err(InputError::Other(format!(
+                "PID {pid} ({}) contains no RocksDB C API (rocksdb_* functions): is it a CKB node? \
+                 `ckb-probe symbols --pid {pid}` shows what it contains",
+                process.comm
+            ))
+            .into());
+        }
+        let collector = RocksCollector::new(engine)?;
+        let report = rprobe::attach(
+            engine,
+            &sites,
+            pid,
+            rprobe::RocksOptions {
+                iter_next: opts.iter_next,
+            },
+        )?;
+        // The baseline of every count: taken before anything else, so no call made after the
+        // attach is missing from the summary.
+        let first = collector.snapshot()?;
+        let missing = if report.missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; not traced: {}",
+                report
+                    .missing
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        notes.push(format!(
+            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced{missing}",
+            sites.display.display(),
+            sites.linkage.as_str(),
+            report.attached.len(),
+            report.attached.len() + report.missing.len(),
+        ));
+        if !report.single_stepped.is_empty() {
+            notes.push(format!(
+                "note: the kernel single-steps the first instruction of {} (a few µs more per call)",
+                report.single_stepped.join(", ")
+            ));
+        }
+        Ok(RocksLayer {
+            detector: LatencyDetector::new(
+                DetectorConfig {
+                    warmup,
+                    ..DetectorConfig::default()
+                },
+                first.at,
+            ),
+            opts,
+            collector,
+            attach: report,
+            clock: MonoClock::new(),
+            prev: first.clone(),
+            first,
+            slow: SlowState::default(),
+            names: BTreeMap::new(),
+            labels: CfLabels::default(),
+        })
+    }
+
+    pub fn start(&self) -> Instant {
+        self.first.at
+    }
+
+    pub fn poll(&mut self) -> usize {
+        let (clock, slow) = (&self.clock, &mut self.slow);
+        let mut n = 0;
+        self.collector.drain_events(|ev: SlowEvent| {
+            slow.push(ms(clock.wall(ev.end_ns)), ev);
+            n += 1;
+        });
+        n
+    }
+
+    fn read_names(&mut self) {
+        self.names = self.collector.cf_names();
+        self.labels.refresh(&self.names);
+    }
+
+    fn histograms(&self, cur: &RocksSnapshot) -> BTreeMap<&'static str, Vec<model::Bucket>> {
+        interval(&self.first, cur, &self.names)
+            .histograms
+            .iter()
+            .map(|(op, h)| (*op, model::sparse(h)))
+            .collect()
+    }
+
+    /// The interval ending now; its anomalies go to the correlator too.
+    pub fn tick(&mut self, now: Instant) -> Result<RocksSection> {
+        let cur = self.collector.snapshot()?;
+        self.read_names();
+        let stats = interval(&self.prev, &cur, &self.names);
+        let anomalies: Vec<Anomaly> = self.detector.observe(now, &stats);
+        let slow = self.opts.slow_threshold_us.map(|threshold_us| {
+            let last_60s = self.slow.last_60s(SystemTime::now());
+            let skip = self.slow.recent.len().saturating_sub(RECENT_IN_REPORT);
+            let labels = &self.labels;
+            SlowLog {
+                threshold_us,
+                ops: self.slow.fresh.iter().map(|e| labels.op(e)).collect(),
+                dropped: self.slow.dropped_fresh,
+                recent: self
+                    .slow
+                    .recent
+                    .iter()
+                    .skip(skip)
+                    .map(|e| labels.op(e))
+                    .collect(),
+                last_60s,
+                total: self.slow.total,
+            }
+        });
+        self.slow.fresh.clear();
+        self.slow.dropped_fresh = 0;
+        let section = RocksSection {
+            histograms: self.histograms(&cur),
+            stats,
+            anomalies,
+            warmup_left_secs: self.detector.warmup_left(now).as_secs_f64(),
+            slow,
+            attach: None,
+        };
+        self.prev = cur;
+        Ok(section)
+    }
+
+    /// The whole run.
+    pub fn summary(&mut self) -> Result<RocksSection> {
+        let cur = self.collector.snapshot()?;
+        self.read_names();
+        let stats = interval(&self.first, &cur, &self.names);
+        Ok(RocksSection {
+            histograms: self.histograms(&cur),
+            stats,
+            anomalies: Vec::new(),
+            warmup_left_secs: 0.0,
+            slow: self.opts.slow_threshold_us.map(|threshold_us| SlowLog {
+                threshold_us,
+                total: self.slow.total,
+                ..SlowLog::default()
+            }),
+            attach: Some(Attach {
+                attached: self.attach.attached.iter().map(|s| s.to_string()).collect(),
+                missing: self
+                    .attach
+                    .missing
+                    .iter()
+                    .map(|(f, why)| Missing {
+                        function: f.to_string(),
+                        reason: why.to_string(),
+                    })
+                    .collect(),
+                single_stepped: self
+                    .attach
+                    .single_stepped
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            }),
+        })
+    }
+}

@@ -505,3 +505,131 @@ fn net(m: &Map<String, Value>, summary: bool, secs: f64) -> Result<NetSection, P
         run,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{text, thousands};
+
+    /// `ckb-probe rocksdb --slow --threshold 50 --with syscall,net -n 2 --record` on the
+    /// testbed: two intervals and the summary.
+    const RECORDED: &str = include_str!("../../tests/data/recorded-rocksdb-syscall-net.ndjson");
+
+    fn reports() -> Vec<Report> {
+        RECORDED
+            .lines()
+            .map(|l| parse(l).expect("recorded line parses"))
+            .collect()
+    }
+
+    #[test]
+    fn recorded_lines_round_trip_byte_for_byte() {
+        for (i, l) in RECORDED.lines().enumerate() {
+            let again = line(&parse(l).unwrap(), Options::default()).unwrap();
+            if let Some(at) = again.bytes().zip(l.bytes()).position(|(a, b)| a != b) {
+                let from = at.saturating_sub(150);
+                panic!(
+                    "line {} changed at byte {at}:\n  was {}\n  now {}",
+                    i + 1,
+                    &l[from..(at + 150).min(l.len())],
+                    &again[from..(at + 150).min(again.len())]
+                );
+            }
+            assert_eq!(again.len(), l.len(), "line {} changed length", i + 1);
+        }
+    }
+
+    #[test]
+    fn recorded_run_has_every_layer_and_the_summary() {
+        let r = reports();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r[0].header.layers,
+            [LayerName::Rocksdb, LayerName::Syscall, LayerName::Net]
+        );
+        assert!(r[0].rocksdb.is_some() && r[0].syscall.is_some() && r[0].net.is_some());
+        assert!(
+            r[0].correlations.is_some(),
+            "combined runs carry correlations"
+        );
+        let slow = r[0].rocksdb.as_ref().unwrap().slow.as_ref().unwrap();
+        assert_eq!(slow.threshold_us, 50);
+        assert!(!slow.ops.is_empty());
+        assert!(slow.ops.iter().all(|o| o.latency_us() >= 50.0));
+        let s = &r[2];
+        assert_eq!(s.header.kind, Kind::Summary);
+        assert_eq!(s.header.end, Some(End::Count));
+        let attach = s.rocksdb.as_ref().unwrap().attach.as_ref().unwrap();
+        assert_eq!(attach.attached.len(), 23);
+        assert!(s.syscall.as_ref().unwrap().arch.is_some());
+        assert!(s.net.as_ref().unwrap().run.is_some());
+    }
+
+    #[test]
+    fn tables_place_the_recorded_numbers() {
+        let r = &reports()[0];
+        let rocks = r.rocksdb.as_ref().unwrap();
+        let get = &rocks.stats.operations["GET"];
+        let out = text::render(r, &text::Options::default());
+        let title = format!("CKB RocksDB Monitor (PID: {})", r.header.pid);
+        assert!(out.contains(&title), "{out}");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("│ GET "))
+            .expect("a GET row");
+        let qps = thousands(get.qps.round() as u64);
+        assert!(row.contains(&format!(" {qps} ")), "{row} lacks QPS {qps}");
+        assert!(out.contains(&format!("CKB Syscall Monitor (PID: {})", r.header.pid)));
+        assert!(out.contains("Network"), "{out}");
+        // The other views of the same report.
+        let slow = text::render(
+            r,
+            &text::Options {
+                rocksdb: text::RocksShow {
+                    slow: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        assert!(slow.contains("Slow Operations (threshold: 50μs)"), "{slow}");
+        let hist = text::render(
+            r,
+            &text::Options {
+                rocksdb: text::RocksShow {
+                    histogram: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let total = crate::model::total(&rocks.histograms["GET"]);
+        assert!(
+            hist.contains(&format!("GET ({} ops)", thousands(total))),
+            "{hist}"
+        );
+        let summary = text::render(&reports()[2], &text::Options::default());
+        assert!(summary.contains("Summary over"), "{summary}");
+        assert!(summary.contains("Syscall summary over"), "{summary}");
+        assert!(summary.contains("Network summary over"), "{summary}");
+    }
+
+    #[test]
+    fn lines_without_layers_are_understood() {
+        let first = RECORDED.lines().next().unwrap();
+        let mut v: Map<String, Value> = serde_json::from_str(first).unwrap();
+        v.remove("layers");
+        let r = parse(&Value::Object(v).to_string()).unwrap();
+        assert_eq!(
+            r.header.layers,
+            [LayerName::Rocksdb, LayerName::Syscall, LayerName::Net]
+        );
+    }
+
+    #[test]
+    fn foreign_lines_are_refused() {
+        assert!(parse("not json").is_err());
+        assert!(parse(r#"{"type":"interval"}"#).is_err());
+        assert!(parse(r#"{"type":"nonsense","timestamp":"x","pid":1,"node":"n"}"#).is_err());
+    }
+}

@@ -87,7 +87,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         ..text::Options::default()
     };
-    let printer = Printer::new(args.run.json, show, ndjson::Options::default())
+    // Beside RocksDB, the syscall list in --json is the top 5, like its table.
+    let ndjson = ndjson::Options {
+        syscall_top: Some(5),
+    };
+    let printer = Printer::new(args.run.json, show, ndjson)
         .recording(args.run.record.as_deref())?;
     runner::run(&process, opts, limits, printer)
 }

@@ -247,6 +247,57 @@ pub fn find_ckb_nodes() -> Vec<Process> {
         .collect()
 }
 
+/// `-C DIR` / `--config-dir DIR` of a `ckb` command line.
+fn ckb_data_dir(cmdline: &[String]) -> Option<&str> {
+    let mut it = cmdline.iter();
+    while let Some(a) = it.next() {
+        if a == "-C" || a == "--config-dir" {
+            return it.next().map(String::as_str);
+        }
+        if let Some(d) = a.strip_prefix("--config-dir=") {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// The process that took over from `old` after it exited: one running the same executable
+/// path (a restarted node, or an upgraded binary at the same path), or a `ckb … run` with the
+/// same data directory. Among several, the one with `old`'s command line, else the newest.
+pub fn successor(old: &Process) -> Option<Process> {
+    let me = std::process::id();
+    let old_exe = old.exe.to_string_lossy();
+    let old_exe = strip_deleted(&old_exe);
+    let old_dir = ckb_data_dir(&old.cmdline);
+    let mut found: Vec<Process> = all_pids()
+        .into_iter()
+        .rev()
+        .filter(|&pid| pid != me && pid != old.pid)
+        .filter_map(|pid| {
+            let exe = fs::read_link(proc_dir(pid).join("exe")).ok()?;
+            let exe = exe.to_string_lossy();
+            let same_exe = strip_deleted(&exe) == old_exe;
+            let same_node = || {
+                let cmdline = read_cmdline(pid).unwrap_or_default();
+                let comm = fs::read_to_string(proc_dir(pid).join("comm")).unwrap_or_default();
+                let name = Path::new(strip_deleted(&exe))
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                old_dir.is_some()
+                    && looks_like_ckb_node(name.as_deref(), comm.trim_end(), &cmdline)
+                    && ckb_data_dir(&cmdline) == old_dir
+            };
+            (same_exe || same_node()).then_some(pid)
+        })
+        .filter_map(|pid| process(pid).ok())
+        .collect();
+    let same_cmdline = found.iter().position(|p| p.cmdline == old.cmdline);
+    match same_cmdline {
+        Some(i) => Some(found.swap_remove(i)),
+        None => found.into_iter().next(),
+    }
+}
+
 /// The only running CKB node, or an error that lists the candidates.
 pub fn pick_ckb_node() -> Result<Process, TargetError> {
     let mut nodes = find_ckb_nodes();
@@ -280,6 +331,15 @@ pub fn threads(pid: u32) -> Vec<(u32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_dir_of_ckb_command_lines() {
+        let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(ckb_data_dir(&v("ckb run -C /data/ckb")), Some("/data/ckb"));
+        assert_eq!(ckb_data_dir(&v("ckb -C /d run")), Some("/d"));
+        assert_eq!(ckb_data_dir(&v("ckb run --config-dir=/x")), Some("/x"));
+        assert_eq!(ckb_data_dir(&v("ckb run")), None);
+    }
 
     #[test]
     fn stat_state_handles_odd_comm() {

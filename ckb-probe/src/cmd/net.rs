@@ -57,6 +57,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             all: args.all,
             force_kprobes: args.force_kprobes,
         },
+        follow: args.run.follow,
+        keep_baseline: args.run.keep_baseline,
         ..session::Options::default()
     };
     let show = text::Options {

@@ -97,14 +97,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let report = ndjson::parse(&line).map_err(|e| {
+        let parsed = ndjson::parse_any(&line).map_err(|e| {
             InputError::Other(format!(
                 "{} line {}: {e}; replay reads the NDJSON of --record or --json",
                 args.file.display(),
                 i + 1
             ))
         })?;
-        printer.print(&report)?;
+        match parsed {
+            ndjson::Parsed::Report(r) => printer.print(&r)?,
+            ndjson::Parsed::Lifecycle(e) => printer.lifecycle(&e)?,
+        }
         n += 1;
     }
     if n == 0 {

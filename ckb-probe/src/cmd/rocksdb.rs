@@ -78,6 +78,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         net: NetOptions::default(),
         chain: false,
+        follow: args.run.follow,
+        keep_baseline: args.run.keep_baseline,
     };
     let show = text::Options {
         rocksdb: text::RocksShow {
@@ -91,7 +93,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let ndjson = ndjson::Options {
         syscall_top: Some(5),
     };
-    let printer = Printer::new(args.run.json, show, ndjson)
-        .recording(args.run.record.as_deref())?;
+    let printer =
+        Printer::new(args.run.json, show, ndjson).recording(args.run.record.as_deref())?;
     runner::run(&process, opts, limits, printer)
 }

@@ -6,7 +6,7 @@ use std::{io::IsTerminal, io::Write, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use ckb_probe::{
     error::InputError,
-    model::{End, Kind, Report},
+    model::{End, Kind, Lifecycle, LifecycleKind, Report},
     session::{self, Session},
     target::{self, Process},
     view::{ndjson, text},
@@ -34,6 +34,13 @@ pub struct RunArgs {
     /// again later). An existing file is never overwritten.
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
+    /// When the target exits, wait for the node to come back (same executable, or `ckb run`
+    /// with the same data directory) and trace it again.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: keep the learnt baselines across a restart instead of a new warm-up.
+    #[arg(long, requires = "follow")]
+    pub keep_baseline: bool,
 }
 
 impl RunArgs {
@@ -159,6 +166,29 @@ impl Printer {
         self
     }
 
+    fn write(&mut self, out: &str) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(out.as_bytes())
+            .context("writing to stdout")?;
+        stdout.flush().context("writing to stdout")
+    }
+
+    /// A followed target's exit or return.
+    pub fn lifecycle(&mut self, e: &Lifecycle) -> Result<()> {
+        let line = ndjson::lifecycle_line(e).context("serializing an event")?;
+        if let Some(rec) = &mut self.record {
+            writeln!(rec, "{line}")
+                .and_then(|()| rec.flush())
+                .context("writing the --record file")?;
+        }
+        if self.json {
+            self.write(&(line + "\n"))
+        } else {
+            self.write(&text::lifecycle(e))
+        }
+    }
+
     pub fn print(&mut self, r: &Report) -> Result<()> {
         if let Some(rec) = &mut self.record {
             // A recording keeps the whole model: no cut of the syscall list.
@@ -183,11 +213,29 @@ impl Printer {
             }
             out
         };
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(out.as_bytes())
-            .context("writing to stdout")?;
-        stdout.flush().context("writing to stdout")
+        self.write(&out)
+    }
+}
+
+impl session::Sink for Printer {
+    fn report(&mut self, r: &Report) -> Result<()> {
+        self.print(r)
+    }
+
+    fn lifecycle(&mut self, e: &Lifecycle) -> Result<()> {
+        Printer::lifecycle(self, e)?;
+        match e.kind {
+            LifecycleKind::TargetExited => eprintln!(
+                "ckb-probe: target process {} exited; waiting for the node to come back (--follow)",
+                e.pid
+            ),
+            LifecycleKind::TargetAttached => eprintln!(
+                "ckb-probe: attached to PID {} (was {}); tracing again",
+                e.pid,
+                e.previous_pid.unwrap_or_default()
+            ),
+        }
+        Ok(())
     }
 }
 
@@ -199,7 +247,7 @@ pub fn run(
     mut printer: Printer,
 ) -> Result<ExitCode> {
     let pid = process.pid;
-    let mut session = match Session::start(process, opts) {
+    let session = match Session::start(process, opts) {
         Ok(s) => s,
         Err(e) => {
             // Nothing was recorded: do not leave an empty file behind.
@@ -223,7 +271,8 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let end = session::drive(&mut session, limits.run, &mut |r| printer.print(r))?;
+    let (end, session) = session::drive_following(session, limits.run, &mut printer)?;
+    let pid = session.pid();
     drop(session);
     said_goodbye(end, pid);
     Ok(ExitCode::SUCCESS)

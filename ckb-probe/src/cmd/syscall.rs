@@ -48,6 +48,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let opts = session::Options {
         layers: vec![LayerName::Syscall],
         interval: limits.interval,
+        follow: args.run.follow,
+        keep_baseline: args.run.keep_baseline,
         ..session::Options::default()
     };
     let show = text::Options {

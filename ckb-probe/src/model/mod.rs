@@ -113,6 +113,34 @@ pub struct Header {
     pub chain: Option<Chain>,
 }
 
+/// The target's life as a run following it (`--follow`) sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleKind {
+    /// The traced process exited; the run waits for its successor.
+    TargetExited,
+    /// The run attached to the successor.
+    TargetAttached,
+}
+
+/// A gap in a followed run: counters before it belong to `previous_pid`, after it to `pid`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    #[serde(rename = "type")]
+    pub kind: LifecycleKind,
+    /// RFC 3339, UTC, seconds.
+    pub timestamp: String,
+    pub pid: u32,
+    /// The process traced before (`target_attached`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_pid: Option<u32>,
+    /// The new process's label (`target_attached`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// How many times the run has attached to a successor so far.
+    pub restarts: u64,
+}
+
 /// A layer that was asked for and could not run, with the reason (the others keep working).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Unavailable {

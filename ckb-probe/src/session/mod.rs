@@ -28,7 +28,7 @@ use self::{
 };
 use crate::{
     analysis::correlate::Correlator,
-    model::{Chain, End, Header, Kind, LayerName, Report, Unavailable},
+    model::{Chain, End, Header, Kind, LayerName, Lifecycle, LifecycleKind, Report, Unavailable},
     node, privileges,
     probe::Engine,
     target::{self, Process},
@@ -51,6 +51,11 @@ pub struct Options {
     pub net: NetOptions,
     /// Ask the node's RPC for the tip and sync state (every few seconds).
     pub chain: bool,
+    /// When the target exits, wait for its successor and attach to it ([`drive`]). Keeps the
+    /// privileges attaching needs for the whole run.
+    pub follow: bool,
+    /// With `follow`: the successor inherits the learnt baselines instead of a new warm-up.
+    pub keep_baseline: bool,
 }
 
 impl Default for Options {
@@ -63,6 +68,8 @@ impl Default for Options {
             rocksdb: RocksOptions::default(),
             net: NetOptions::default(),
             chain: false,
+            follow: false,
+            keep_baseline: false,
         }
     }
 }
@@ -109,6 +116,7 @@ fn chain(addr: SocketAddr) -> Option<Chain> {
 
 pub struct Session {
     pid: u32,
+    process: Process,
     node: String,
     opts: Options,
     start: Instant,
@@ -201,17 +209,21 @@ impl Session {
             None
         };
         // Everything that needs privileges (loading, attaching, reading the target's files) is
-        // done, except the network layer's re-reading of the target's sockets.
+        // done, except the network layer's re-reading of the target's sockets, and attaching to
+        // a successor when following.
         let keep: &[u32] = if net.is_some() {
             &[privileges::CAP_SYS_PTRACE]
         } else {
             &[]
         };
-        if let Err(e) = privileges::drop_all_but(keep) {
+        if opts.follow {
+            tracing::info!("--follow: keeping the capabilities attaching to a successor needs");
+        } else if let Err(e) = privileges::drop_all_but(keep) {
             tracing::warn!("could not drop capabilities: {e}");
         }
         Ok(Session {
             pid,
+            process: process.clone(),
             node: node_desc,
             correlator: (layers.len() > 1).then(|| Correlator::new(start, opts.warmup)),
             opts,
@@ -355,6 +367,25 @@ impl Session {
     pub fn target_alive(&self) -> bool {
         target::is_alive(self.pid)
     }
+
+    /// The process being traced.
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// Takes over `old`'s learnt baselines: latency anomalies, churn and correlation rules
+    /// keep their state across a restart of the node (`--keep-baseline`).
+    pub fn adopt_baselines(&mut self, old: &mut Session) {
+        if let (Some(new), Some(old)) = (&mut self.rocksdb, &mut old.rocksdb) {
+            new.adopt_baselines(old);
+        }
+        if let (Some(new), Some(old)) = (&mut self.net, &mut old.net) {
+            new.adopt_baselines(old);
+        }
+        if self.correlator.is_some() && old.correlator.is_some() {
+            std::mem::swap(&mut self.correlator, &mut old.correlator);
+        }
+    }
 }
 
 /// How long a line-oriented run goes on.
@@ -373,6 +404,93 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(term)
 }
 
+/// Where a run's output goes.
+pub trait Sink {
+    fn report(&mut self, r: &Report) -> Result<()>;
+    /// A followed target exited or was attached again.
+    fn lifecycle(&mut self, _e: &Lifecycle) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&Report) -> Result<()>> Sink for F {
+    fn report(&mut self, r: &Report) -> Result<()> {
+        self(r)
+    }
+}
+
+/// The state of the report loop across the processes of a followed run.
+struct Pace {
+    term: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    count: Option<u64>,
+    reports: u64,
+}
+
+/// Polls and reports until something ends this session's part of the run.
+fn run_session(session: &mut Session, pace: &mut Pace, sink: &mut dyn Sink) -> Result<End> {
+    let (idle, busy) = (Duration::from_millis(100), Duration::from_millis(10));
+    let interval = session.opts.interval;
+    let mut next = session.last + interval;
+    loop {
+        if pace.term.load(Ordering::Relaxed) {
+            return Ok(End::Signal);
+        }
+        if !session.target_alive() {
+            return Ok(End::TargetExited);
+        }
+        let now = Instant::now();
+        if pace.deadline.is_some_and(|d| now >= d) {
+            return Ok(End::Duration);
+        }
+        let drained = session.poll();
+        if now >= next {
+            sink.report(&session.tick(now)?)?;
+            pace.reports += 1;
+            next += interval;
+            if next < now {
+                next = now + interval;
+            }
+            if pace.count.is_some_and(|c| pace.reports >= c) {
+                return Ok(End::Count);
+            }
+        }
+        // While events flow, come back sooner so ring buffers never fill up.
+        let poll = if drained > 0 { busy } else { idle };
+        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(poll));
+    }
+}
+
+/// Final read: everything recorded up to now, including a partial interval. Events drained now
+/// must reach an interval, however short it is.
+fn last_interval(session: &mut Session, end: End, sink: &mut dyn Sink) -> Result<()> {
+    session.poll();
+    let now = Instant::now();
+    if end != End::Count
+        && (session.pending > 0 || now.duration_since(session.last) >= Duration::from_millis(50))
+    {
+        sink.report(&session.tick(now)?)?;
+    }
+    Ok(())
+}
+
+/// Waits for the successor of `old` (see [`target::successor`]); `None` when the run must end
+/// first (a signal or the deadline).
+fn wait_for_successor(old: &Process, pace: &Pace) -> Option<(Process, End)> {
+    loop {
+        if pace.term.load(Ordering::Relaxed) {
+            return None;
+        }
+        if pace.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        if let Some(p) = target::successor(old) {
+            return Some((p, End::TargetExited));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Runs `session` to the end (a signal, the target's exit, the duration or the count), handing
 /// every report to `sink`: each interval, a final partial interval, then the summary.
 pub fn drive(
@@ -380,48 +498,78 @@ pub fn drive(
     limits: Limits,
     sink: &mut dyn FnMut(&Report) -> Result<()>,
 ) -> Result<End> {
-    let term = stop_flag()?;
-    let (idle, busy) = (Duration::from_millis(100), Duration::from_millis(10));
-    let interval = session.opts.interval;
-    let start = session.start;
-    let mut next = start + interval;
-    let mut reports = 0u64;
-    let end = loop {
-        if term.load(Ordering::Relaxed) {
-            break End::Signal;
-        }
-        if !session.target_alive() {
-            break End::TargetExited;
-        }
-        let now = Instant::now();
-        if limits.duration.is_some_and(|d| now >= start + d) {
-            break End::Duration;
-        }
-        let drained = session.poll();
-        if now >= next {
-            sink(&session.tick(now)?)?;
-            reports += 1;
-            next += interval;
-            if next < now {
-                next = now + interval;
-            }
-            if limits.count.is_some_and(|c| reports >= c) {
-                break End::Count;
-            }
-        }
-        // While events flow, come back sooner so ring buffers never fill up.
-        let poll = if drained > 0 { busy } else { idle };
-        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(poll));
+    let mut pace = Pace {
+        term: stop_flag()?,
+        deadline: limits.duration.map(|d| session.start + d),
+        count: limits.count,
+        reports: 0,
     };
-    // Final read: everything recorded up to now, including a partial interval. Events drained
-    // now must reach an interval, however short it is.
-    session.poll();
-    let now = Instant::now();
-    if end != End::Count
-        && (session.pending > 0 || now.duration_since(session.last) >= Duration::from_millis(50))
-    {
-        sink(&session.tick(now)?)?;
-    }
+    let mut sink = sink;
+    let end = run_session(session, &mut pace, &mut sink)?;
+    last_interval(session, end, &mut sink)?;
     sink(&session.finish(end)?)?;
     Ok(end)
+}
+
+/// [`drive`] for a run that may follow its target across restarts (`Options::follow`): when
+/// the target exits, its last interval is reported, then a `target_exited` event; the run waits
+/// for the successor, attaches to it (new offsets for a new binary, counters from zero, a new
+/// warm-up unless `keep_baseline`) and reports `target_attached`. The summary covers the process
+/// traced last. Returns how the run ended and the session it ended with.
+pub fn drive_following(
+    mut session: Session,
+    limits: Limits,
+    sink: &mut dyn Sink,
+) -> Result<(End, Session)> {
+    let mut pace = Pace {
+        term: stop_flag()?,
+        deadline: limits.duration.map(|d| session.start + d),
+        count: limits.count,
+        reports: 0,
+    };
+    let mut restarts = 0u64;
+    loop {
+        let end = run_session(&mut session, &mut pace, sink)?;
+        last_interval(&mut session, end, sink)?;
+        if end != End::TargetExited || !session.opts.follow {
+            sink.report(&session.finish(end)?)?;
+            return Ok((end, session));
+        }
+        let old_pid = session.pid;
+        sink.lifecycle(&Lifecycle {
+            kind: LifecycleKind::TargetExited,
+            timestamp: view::rfc3339(SystemTime::now()),
+            pid: old_pid,
+            previous_pid: None,
+            node: None,
+            restarts,
+        })?;
+        let Some((next, _)) = wait_for_successor(session.process(), &pace) else {
+            let end = if pace.term.load(Ordering::Relaxed) {
+                End::Signal
+            } else {
+                End::Duration
+            };
+            sink.report(&session.finish(end)?)?;
+            return Ok((end, session));
+        };
+        let opts = session.opts.clone();
+        let mut fresh = Session::start(&next, opts).with_context(|| {
+            format!("attaching to PID {}, the successor of {old_pid}", next.pid)
+        })?;
+        if session.opts.keep_baseline {
+            fresh.adopt_baselines(&mut session);
+        }
+        // The old process's probes go before the new ones report.
+        drop(std::mem::replace(&mut session, fresh));
+        restarts += 1;
+        sink.lifecycle(&Lifecycle {
+            kind: LifecycleKind::TargetAttached,
+            timestamp: view::rfc3339(SystemTime::now()),
+            pid: session.pid,
+            previous_pid: Some(old_pid),
+            node: Some(session.node.clone()),
+            restarts,
+        })?;
+    }
 }

@@ -200,6 +200,11 @@ impl NetLayer {
         self.first.at
     }
 
+    /// Takes over `old`'s churn window and its warm-up (a followed node restarted).
+    pub fn adopt_baselines(&mut self, old: &mut NetLayer) {
+        std::mem::swap(&mut self.churn, &mut old.churn);
+    }
+
     /// Re-reads the target's listening ports (a node may open one after we attached).
     fn refresh_ports(&mut self) {
         let mut ports = netprobe::target_listen_ports(self.pid);

@@ -243,6 +243,11 @@ impl RocksLayer {
         self.first.at
     }
 
+    /// Takes over `old`'s learnt latency baselines (a followed node restarted).
+    pub fn adopt_baselines(&mut self, old: &mut RocksLayer) {
+        std::mem::swap(&mut self.detector, &mut old.detector);
+    }
+
     pub fn poll(&mut self) -> usize {
         let (clock, slow) = (&self.clock, &mut self.slow);
         let mut n = 0;

@@ -21,7 +21,7 @@ use crate::{
         syscall::SysInterval,
     },
     model::{
-        End, Header, Kind, LayerName, NetSection, Report, RocksSection, SysSection,
+        End, Header, Kind, LayerName, Lifecycle, NetSection, Report, RocksSection, SysSection,
         de::{Name, intern},
         net::NetRun,
         rocksdb::{Attach, SlowLog},
@@ -33,6 +33,34 @@ use crate::{
 pub struct Options {
     /// Cut the syscall list to this many entries (most time first).
     pub syscall_top: Option<usize>,
+}
+
+/// A followed target's exit or return as an NDJSON line (without the newline).
+pub fn lifecycle_line(e: &Lifecycle) -> serde_json::Result<String> {
+    serde_json::to_string(e)
+}
+
+/// A line of a recording.
+#[derive(Clone, Debug)]
+pub enum Parsed {
+    Report(Box<Report>),
+    Lifecycle(Lifecycle),
+}
+
+/// Reads any line of a recording: a report, or a followed target's exit or return.
+pub fn parse_any(line: &str) -> Result<Parsed, ParseError> {
+    #[derive(serde::Deserialize)]
+    struct Kind0 {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let k: Kind0 = serde_json::from_str(line).map_err(|e| ParseError(e.to_string()))?;
+    match k.kind.as_str() {
+        "target_exited" | "target_attached" => serde_json::from_str(line)
+            .map(Parsed::Lifecycle)
+            .map_err(|e| ParseError(e.to_string())),
+        _ => parse(line).map(|r| Parsed::Report(Box::new(r))),
+    }
 }
 
 /// One report as an NDJSON line (without the newline).

@@ -6,7 +6,26 @@ use std::time::Duration;
 use ckb_probe_common::syscall::Role;
 
 use super::{hms, net as vnet, rocksdb as vrocks, syscall as vsys, thousands};
-use crate::model::{Kind, LayerName, NetSection, Report, RocksSection, SysSection};
+use crate::model::{
+    Kind, LayerName, Lifecycle, LifecycleKind, NetSection, Report, RocksSection, SysSection,
+};
+
+/// A followed target's exit or return, as a line between reports.
+pub fn lifecycle(e: &Lifecycle) -> String {
+    let at = e.timestamp.get(11..19).unwrap_or(&e.timestamp);
+    match e.kind {
+        LifecycleKind::TargetExited => format!(
+            "\n── [{at}] target PID {} exited; waiting for the node to come back ──\n\n",
+            e.pid
+        ),
+        LifecycleKind::TargetAttached => format!(
+            "\n── [{at}] attached to PID {} (was {}): {}; counters start again ──\n\n",
+            e.pid,
+            e.previous_pid.map_or("?".into(), |p| p.to_string()),
+            e.node.as_deref().unwrap_or("?")
+        ),
+    }
+}
 
 /// What the RocksDB view shows instead of (or beside) the rate table.
 #[derive(Clone, Copy, Debug, Default)]

@@ -62,8 +62,13 @@ pub struct Testbed {
 impl Testbed {
     /// Spawns the testbed with `args`, waits for its `READY` line.
     pub fn spawn(mode: &str, args: &[&str]) -> Testbed {
+        Testbed::spawn_exe(&testbed(mode), args)
+    }
+
+    /// The same from a testbed executable at `exe` (e.g. a copy standing in for a node binary).
+    pub fn spawn_exe(exe: &Path, args: &[&str]) -> Testbed {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(testbed(mode))
+        let mut child = Command::new(exe)
             .args(args)
             .arg("--start-file")
             .arg(dir.path().join("start"))

@@ -84,7 +84,7 @@ fn storm_is_correlated_with_slow_file_io() {
 
 #[test]
 fn three_layers_at_once_on_a_real_ckb_node() {
-    let node = CkbNode::start(18214, 18215);
+    let node = CkbNode::start();
     let pid = node.pid.to_string();
     let probe = Probe::start(&[
         "rocksdb",

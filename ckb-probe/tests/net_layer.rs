@@ -489,15 +489,12 @@ fn bad_input_exits_2() {
 
 // ---------------------------------------------------------------- real CKB
 
-const NODE_RPC: u16 = 38314;
-const NODE_P2P: u16 = 38315;
-const PEER_RPC: u16 = 38324;
-const PEER_P2P: u16 = 38325;
 
 /// A second CKB node with the first as its bootnode; stopped on drop, even on failure.
 struct CkbPeer {
     dir: PathBuf,
     pid: u32,
+    rpc_port: u16,
 }
 
 impl CkbPeer {
@@ -505,6 +502,7 @@ impl CkbPeer {
     /// directory, so the node's spec is copied in before `ckb-node.sh peer` reuses the dir.
     fn start(node: &CkbNode) -> CkbPeer {
         let dir = node.dir.with_file_name("peer");
+        let (peer_rpc, peer_p2p) = (ckb_node::free_port(), ckb_node::free_port());
         let ckb = std::env::var("CKB_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
             format!("{home}/.cargo/bin/ckb")
@@ -520,9 +518,9 @@ impl CkbPeer {
                 "--ba-message",
                 "0x",
                 "--rpc-port",
-                &PEER_RPC.to_string(),
+                &peer_rpc.to_string(),
                 "--p2p-port",
-                &PEER_P2P.to_string(),
+                &peer_p2p.to_string(),
             ])
             .stdout(Stdio::null())
             .status()
@@ -534,8 +532,8 @@ impl CkbPeer {
             .arg("peer")
             .arg(&node.dir)
             .arg(&dir)
-            .env("CKB_PEER_RPC_PORT", PEER_RPC.to_string())
-            .env("CKB_PEER_P2P_PORT", PEER_P2P.to_string())
+            .env("CKB_PEER_RPC_PORT", peer_rpc.to_string())
+            .env("CKB_PEER_P2P_PORT", peer_p2p.to_string())
             .output()
             .expect("ckb-node.sh peer");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -552,7 +550,11 @@ impl CkbPeer {
             .find_map(|kv| kv.strip_prefix("CKB_PEER_PID="))
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no CKB_PEER_PID in {stdout}"));
-        CkbPeer { dir, pid }
+        CkbPeer {
+            dir,
+            pid,
+            rpc_port: peer_rpc,
+        }
     }
 }
 
@@ -609,9 +611,10 @@ fn next_interval(probe: &Probe, timeout: Duration) -> Value {
 /// produces its close event.
 #[test]
 fn real_ckb_peer_bytes_and_disconnect() {
-    let node = CkbNode::start(NODE_RPC, NODE_P2P);
+    let node = CkbNode::start();
+    let node_p2p = node.p2p_port;
     let peer = CkbPeer::start(&node);
-    let peer_id = rpc(PEER_RPC, "local_node_info")["node_id"]
+    let peer_id = rpc(peer.rpc_port, "local_node_info")["node_id"]
         .as_str()
         .expect("peer node_id")
         .to_string();
@@ -620,7 +623,7 @@ fn real_ckb_peer_bytes_and_disconnect() {
     // Frozen while attaching, so the byte window is exact.
     node.signal(libc::SIGSTOP);
     thread::sleep(Duration::from_millis(300));
-    let acked0 = ss_acked(NODE_P2P);
+    let acked0 = ss_acked(node_p2p);
     let probe = Probe::start(&["net", "--pid", &pid, "--json", "--interval", "1"]);
     node.signal(libc::SIGCONT);
 
@@ -658,7 +661,7 @@ fn real_ckb_peer_bytes_and_disconnect() {
     // Exact window: freeze, let TCP drain, compare with the kernel's own socket counter.
     node.signal(libc::SIGSTOP);
     thread::sleep(Duration::from_millis(500));
-    let acked1 = ss_acked(NODE_P2P);
+    let acked1 = ss_acked(node_p2p);
     let o = next_interval(&probe, Duration::from_secs(5));
     let o = if find(&o).is_some() {
         o
@@ -698,7 +701,7 @@ fn real_ckb_peer_bytes_and_disconnect() {
     };
     eprintln!("close event: {close}");
     assert!(close["age_secs"].as_f64().unwrap_or(0.0) > 0.0, "{close}");
-    assert_eq!(close["local_port"], NODE_P2P);
+    assert_eq!(close["local_port"], node_p2p);
 
     probe.signal(libc::SIGINT);
     let (code, lines, stderr) = probe.wait(Duration::from_secs(15));
@@ -707,7 +710,7 @@ fn real_ckb_peer_bytes_and_disconnect() {
     let s = summary(&objs);
     assert!(u(&s["event_counts"]["close"]) >= 1);
     assert_eq!(u(&s["lost_events"]), 0);
-    assert_eq!(s["p2p_ports"], serde_json::json!([NODE_P2P]));
+    assert_eq!(s["p2p_ports"], serde_json::json!([node_p2p]));
     drop(peer);
     drop(node);
 }

@@ -26,7 +26,7 @@ const CROSS_CHECKED: [&str; 6] = [
 
 #[test]
 fn real_node_counts_match_an_independent_probe() {
-    let node = CkbNode::start(18114, 18115);
+    let node = CkbNode::start();
     let pid = node.pid.to_string();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("node exe");
 

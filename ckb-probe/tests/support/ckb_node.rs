@@ -4,11 +4,22 @@ use std::{path::PathBuf, process::Command};
 
 use super::workspace_root;
 
+/// A loopback TCP port free right now: the kernel picks it for a socket bound to port 0. Tests
+/// use these instead of fixed ports so they pass where another node already runs.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
 /// A running node (and its miner); stopped on drop, even when the test fails.
 pub struct CkbNode {
     pub dir: PathBuf,
     pub pid: u32,
     pub rpc: String,
+    pub rpc_port: u16,
+    pub p2p_port: u16,
     _tmp: tempfile::TempDir,
 }
 
@@ -28,8 +39,9 @@ fn field(out: &str, key: &str) -> String {
 }
 
 impl CkbNode {
-    /// Starts a node on the given loopback ports and waits for blocks to be mined.
-    pub fn start(rpc_port: u16, p2p_port: u16) -> CkbNode {
+    /// Starts a node on free loopback ports and waits for blocks to be mined.
+    pub fn start() -> CkbNode {
+        let (rpc_port, p2p_port) = (free_port(), free_port());
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("node");
         let out = Command::new(script())
@@ -48,6 +60,8 @@ impl CkbNode {
         CkbNode {
             pid: field(&stdout, "CKB_PID").parse().expect("pid"),
             rpc: field(&stdout, "CKB_RPC"),
+            rpc_port,
+            p2p_port,
             dir,
             _tmp: tmp,
         }

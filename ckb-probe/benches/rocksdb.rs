@@ -170,7 +170,7 @@ fn real_node() {
         println!("Real CKB node: skipped (no ~/.cargo/bin/ckb; run scripts/ckb-node.sh install)");
         return;
     }
-    let node = CkbNode::start(18314, 18315);
+    let node = CkbNode::start();
     std::thread::sleep(Duration::from_secs(5));
     let without = cpu_over(node.pid, 30);
     let pid = node.pid.to_string();

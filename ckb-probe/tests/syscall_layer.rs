@@ -255,15 +255,16 @@ fn sigint_detaches_everything() {
     for p in ["syscall_enter", "syscall_exit"] {
         assert!(during.iter().any(|n| n == p), "{p} not loaded: {during:?}");
     }
+    let ids = prog_ids_of(probe.child.id());
+    assert!(!ids.is_empty(), "no programs held");
     probe.signal(libc::SIGINT);
-    let (code, lines, stderr) = probe.wait(Duration::from_secs(10));
+    let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "{stderr}");
     let objs = parse_ndjson(&lines);
     let s = summary(&objs);
     assert_eq!(s["end"], "signal");
     assert!(u(&s["roles"]["other"]["getppid"]["count"]) > 0);
-    let left = sysbed::wait_programs_gone(&["syscall_enter", "syscall_exit"]);
-    assert!(left.is_empty(), "leftover programs: {left:?}");
+    assert_all_gone(&ids, "after SIGINT");
     sb.kill();
 }
 

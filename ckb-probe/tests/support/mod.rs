@@ -6,6 +6,7 @@
 pub mod ckb_node;
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -251,4 +252,63 @@ pub fn loaded_prog_names() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Ids of the BPF programs process `pid` holds (its fds' `prog_id:` in fdinfo). Other
+/// instances of ckb-probe may run on this machine: only these are ours to judge.
+pub fn prog_ids_of(pid: u32) -> BTreeSet<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return BTreeSet::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                .collect::<Vec<u64>>()
+        })
+        .collect()
+}
+
+/// Which of `ids` are still loaded, and how many links point at them.
+pub fn still_loaded(ids: &BTreeSet<u64>) -> (Vec<u64>, usize) {
+    let json = |what: &str| -> serde_json::Value {
+        let out = Command::new("bpftool")
+            .args([what, "list", "--json"])
+            .output()
+            .expect("bpftool");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let progs = json("prog");
+    let loaded: Vec<u64> = progs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_u64())
+        .filter(|id| ids.contains(id))
+        .collect();
+    let links = json("link");
+    let linked = links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["prog_id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .count();
+    (loaded, linked)
+}
+
+/// Waits (the kernel frees a program an RCU grace period after its last reference) until none
+/// of `ids` is loaded or linked.
+pub fn assert_all_gone(ids: &BTreeSet<u64>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (progs, links) = still_loaded(ids);
+        if progs.is_empty() && links == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: programs {progs:?} and {links} links still there"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -106,19 +106,3 @@ impl Drop for Sysbed {
         }
     }
 }
-
-/// Waits (up to 5 s) until no loaded BPF program has one of `names`: the kernel frees a
-/// detached raw tracepoint program after an RCU grace period, not at once.
-pub fn wait_programs_gone(names: &[&str]) -> Vec<String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let left: Vec<String> = crate::support::loaded_prog_names()
-            .into_iter()
-            .filter(|n| names.contains(&n.as_str()))
-            .collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}

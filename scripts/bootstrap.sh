@@ -12,7 +12,7 @@ APT_PACKAGES=(
   # Building the real `ckb` node from crates.io (bindgen, C++ RocksDB).
   clang libclang-dev
   # Leftover-probe checks, demo helpers.
-  bpftool jq curl procps iproute2
+  bpftool jq curl procps iproute2 binutils
   # An independent second probe for cross-checking counts on the real node.
   bpftrace
 )

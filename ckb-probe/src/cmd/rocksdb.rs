@@ -39,6 +39,10 @@ pub struct Args {
     /// Do not resolve column families (no reads of RocksDB's objects in the target).
     #[arg(long)]
     pub no_cf: bool,
+    /// The node's binary is stripped: take the function offsets from this unstripped build of
+    /// it (it must have the same build-id).
+    #[arg(long, value_name = "FILE")]
+    pub symbols_from: Option<std::path::PathBuf>,
     /// Run other layers in the same process too (comma-separated: syscall, net); their
     /// reports follow the RocksDB table, and cross-layer correlation alerts are on.
     #[arg(long, value_delimiter = ',', value_name = "LAYERS")]
@@ -75,6 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             slow_threshold_us: args.slow.then_some(args.threshold),
             cf: !args.no_cf,
             iter_next: !args.no_iter_next,
+            symbols_from: args.symbols_from.clone(),
         },
         net: NetOptions::default(),
         chain: false,

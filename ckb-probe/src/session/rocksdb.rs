@@ -42,6 +42,9 @@ pub struct RocksOptions {
     pub cf: bool,
     /// Trace `rocksdb_iter_next` (single-stepped: costly under heavy iteration).
     pub iter_next: bool,
+    /// Take the function offsets from this unstripped build of the target's binary (same
+    /// build-id) when the running binary is stripped.
+    pub symbols_from: Option<std::path::PathBuf>,
 }
 
 impl Default for RocksOptions {
@@ -50,6 +53,7 @@ impl Default for RocksOptions {
             slow_threshold_us: None,
             cf: true,
             iter_next: true,
+            symbols_from: None,
         }
     }
 }
@@ -171,8 +175,19 @@ impl RocksLayer {
         notes: &mut Vec<String>,
     ) -> Result<Self> {
         let pid = process.pid;
-        let sites = symbols::rocksdb_sites(process)
-            .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
+        let sites = match &opts.symbols_from {
+            Some(from) => symbols::rocksdb_sites_from(process, from),
+            None => symbols::rocksdb_sites(process),
+        }
+        .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
+        if sites.sites.is_empty() && opts.symbols_from.is_none() && symbols::is_stripped(process) {
+            return Err(InputError::Other(format!(
+                "PID {pid} ({}) runs a stripped binary: its RocksDB functions cannot be located; \
+                 pass --symbols-from FILE, an unstripped build of the same binary (same build-id)",
+                process.exe.display()
+            ))
+            .into());
+        }
         if sites.sites.is_empty() {
             return Err(InputError::Other(format!(
                 "PID {pid} ({}) contains no RocksDB C API (rocksdb_* functions): is it a CKB node? \

@@ -56,6 +56,15 @@ pub enum SymbolsError {
         "{path}: truncated or malformed ELF ({detail}); the copy is incomplete or damaged: copy or download it again"
     )]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{from}: build-id {from_id} is not the running binary's ({exe}: {exe_id}); give the unstripped build of the very same commit and profile"
+    )]
+    BuildIdMismatch {
+        from: PathBuf,
+        from_id: String,
+        exe: PathBuf,
+        exe_id: String,
+    },
     #[error(transparent)]
     Target(#[from] TargetError),
 }
@@ -420,17 +429,50 @@ fn read_exe(p: &Process) -> Result<Vec<u8>, SymbolsError> {
 pub fn rocksdb_sites(p: &Process) -> Result<RocksDbSites, SymbolsError> {
     let data = read_exe(p)?;
     let scan = scan_file(&data, &p.exe, false)?;
-    let r = resolve_process(&scan, p);
+    Ok(sites_for(&scan, p))
+}
+
+/// Whether the target's executable has no symbol table.
+pub fn is_stripped(p: &Process) -> bool {
+    read_exe(p)
+        .ok()
+        .and_then(|data| Some(!scan_file(&data, &p.exe, false).ok()?.has_symtab))
+        .unwrap_or(false)
+}
+
+fn sites_for(scan: &elf::Scan<'_>, p: &Process) -> RocksDbSites {
+    let r = resolve_process(scan, p);
     let display = match &r.linkage {
         Linkage::Dynamic { library } => library.clone(),
         _ => p.exe.clone(),
     };
-    Ok(RocksDbSites {
+    RocksDbSites {
         object: r.object,
         display,
         linkage: r.linkage,
         sites: r.sites,
-    })
+    }
+}
+
+/// [`rocksdb_sites`] for a stripped target: the symbols come from `from`, an unstripped build
+/// of the same binary (same build-id), and the probes go into the running, stripped one. Strip
+/// removes only sections that are not loaded, so the loaded code sits at the same file offsets
+/// in both files.
+pub fn rocksdb_sites_from(p: &Process, from: &Path) -> Result<RocksDbSites, SymbolsError> {
+    let exe = read_exe(p)?;
+    let exe_scan = scan_file(&exe, &p.exe, false)?;
+    let data = read_file(from, from)?;
+    let scan = scan_file(&data, from, false)?;
+    let id = |s: &Option<String>| s.clone().unwrap_or_else(|| "none".into());
+    if exe_scan.build_id.is_none() || exe_scan.build_id != scan.build_id {
+        return Err(SymbolsError::BuildIdMismatch {
+            from: from.to_path_buf(),
+            from_id: id(&scan.build_id),
+            exe: p.exe.clone(),
+            exe_id: id(&exe_scan.build_id),
+        });
+    }
+    Ok(sites_for(&scan, p))
 }
 
 /// The full report for the binary at `path`.

@@ -565,6 +565,47 @@ fn seccomp_verdict(mode: Option<&str>, release: Option<(u32, u32)>) -> Check {
     }
 }
 
+/// The inode of the initial PID namespace (the kernel's `PROC_PID_INIT_INO`): a process whose
+/// `/proc/self/ns/pid` is another one runs in a container's PID namespace.
+const PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
+/// Whether ckb-probe runs outside the host's PID namespace (then its PIDs are not the kernel's).
+pub fn in_foreign_pid_namespace() -> bool {
+    pid_namespace_check().status == Status::Warn
+}
+
+fn pid_namespace_check() -> Check {
+    let link = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    pid_namespace_verdict(&link)
+}
+
+fn pid_namespace_verdict(link: &str) -> Check {
+    let ino = link
+        .strip_prefix("pid:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse::<u64>().ok());
+    match ino {
+        Some(PID_INIT_INO) => Check::new("pid namespace", Status::Ok, "the host's"),
+        Some(_) => Check::new(
+            "pid namespace",
+            Status::Warn,
+            format!("{link}: ckb-probe runs in a container's PID namespace"),
+        )
+        .hint(
+            "the kernel filters by host PIDs, which this namespace does not show: run ckb-probe's \
+             container in the host PID namespace (docker/podman --pid=host, compose `pid: host`, \
+             Kubernetes hostPID: true)",
+        ),
+        None => Check::new(
+            "pid namespace",
+            Status::Info,
+            "unknown (no /proc/self/ns/pid)",
+        ),
+    }
+}
+
 /// Without `--pid`: mention the CKB node `check --pid` could look at.
 fn node_hint() -> Check {
     let nodes = target::find_ckb_nodes();
@@ -608,6 +649,7 @@ pub fn run(pid: Option<u32>) -> Result<Report, TargetError> {
     checks.extend(bpf_checks(privileged));
     checks.extend(probe_checks());
     checks.extend(sysctl_checks(release, privileged));
+    checks.push(pid_namespace_check());
     match pid {
         Some(pid) => checks.extend(target_checks(pid, release)?),
         None => checks.push(node_hint()),
@@ -633,6 +675,15 @@ mod tests {
         assert_eq!(kernel_check("5.4.0").status, Status::Fail);
         assert_eq!(kernel_check("5.8.0").status, Status::Ok);
         assert_eq!(kernel_check("x").status, Status::Warn);
+    }
+
+    #[test]
+    fn pid_namespaces() {
+        assert_eq!(pid_namespace_verdict("pid:[4026531836]").status, Status::Ok);
+        let c = pid_namespace_verdict("pid:[4026532712]");
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.hint.unwrap().contains("--pid=host"));
+        assert_eq!(pid_namespace_verdict("").status, Status::Info);
     }
 
     #[test]

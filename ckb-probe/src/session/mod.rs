@@ -151,6 +151,13 @@ impl Session {
         };
         let mut engine = Engine::load(config)?;
         let mut notes = Vec::new();
+        if crate::check::in_foreign_pid_namespace() {
+            notes.push(format!(
+                "warning: ckb-probe runs in a container's PID namespace: PID {pid} is not the PID the \
+                 kernel filters on, so nothing may be counted; run it in the host PID namespace \
+                 (`ckb-probe check` says how)"
+            ));
+        }
         let mut unavailable = Vec::new();
         let (mut rocks, mut sys, mut net) = (None, None, None);
         let mut layers = Vec::new();

@@ -180,9 +180,12 @@ impl RocksLayer {
             None => symbols::rocksdb_sites(process),
         }
         .with_context(|| format!("finding RocksDB functions in PID {pid}"))?;
-        if sites.sites.is_empty() && opts.symbols_from.is_none() && symbols::is_stripped(process) {
+        if sites.sites.is_empty()
+            && opts.symbols_from.is_none()
+            && symbols::stripped_with_rocksdb(process)
+        {
             return Err(InputError::Other(format!(
-                "PID {pid} ({}) runs a stripped binary: its RocksDB functions cannot be located; \
+                "PID {pid} ({}) runs a stripped binary with RocksDB: its functions cannot be located; \
                  pass --symbols-from FILE, an unstripped build of the same binary (same build-id)",
                 process.exe.display()
             ))

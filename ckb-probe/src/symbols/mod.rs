@@ -432,11 +432,15 @@ pub fn rocksdb_sites(p: &Process) -> Result<RocksDbSites, SymbolsError> {
     Ok(sites_for(&scan, p))
 }
 
-/// Whether the target's executable has no symbol table.
-pub fn is_stripped(p: &Process) -> bool {
+/// Whether the target's executable is stripped (no symbol table) and yet carries RocksDB: its
+/// statistics names (`rocksdb.block.cache.miss`, ...) are in its read-only data.
+pub fn stripped_with_rocksdb(p: &Process) -> bool {
     read_exe(p)
         .ok()
-        .and_then(|data| Some(!scan_file(&data, &p.exe, false).ok()?.has_symtab))
+        .and_then(|data| {
+            let stripped = !scan_file(&data, &p.exe, false).ok()?.has_symtab;
+            Some(stripped && memchr::memmem::find(&data, b"rocksdb.block.cache").is_some())
+        })
         .unwrap_or(false)
 }
 

@@ -462,7 +462,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     // Everything that needs privileges (loading, attaching, reading the target's files) is
     // done, except the net layer's re-reading of the target's sockets.
-    let keep: &[u32] = if args.with.iter().any(|w| w == "net") {
+    let keep: &[privileges::Capability] = if args.with.iter().any(|w| w == "net") {
         &[privileges::CAP_SYS_PTRACE]
     } else {
         &[]

@@ -10,6 +10,7 @@ use std::{
 
 use serde::Deserialize;
 use serde_json::Value;
+use tentacle_multiaddr::Protocol;
 
 use crate::target::Process;
 
@@ -142,16 +143,21 @@ pub struct RpcPeer {
 }
 
 /// `(address, port)` of a `/ip4/..` or `/ip6/..` multiaddr with a `/tcp/..` part.
-pub fn multiaddr_tcp(m: &str) -> Option<(std::net::IpAddr, u16)> {
-    let parts: Vec<&str> = m.split('/').collect();
-    let ip = parts.windows(2).find_map(|w| match w[0] {
-        "ip4" | "ip6" => w[1].parse::<std::net::IpAddr>().ok(),
-        _ => None,
-    })?;
-    let port = parts
-        .windows(2)
-        .find_map(|w| (w[0] == "tcp").then(|| w[1].parse::<u16>().ok())?)?;
-    Some((ip, port))
+pub fn multiaddr_tcp(m: &str) -> Option<(IpAddr, u16)> {
+    let mut parts = m.strip_prefix('/')?.split('/').peekable();
+    let (mut ip, mut port) = (None, None);
+    // Part by part rather than the whole address, so that a later part that does not parse (a
+    // peer id of another form, a protocol newer than the crate) does not hide the endpoint.
+    while parts.peek().is_some() {
+        match Protocol::from_str_peek(&mut parts) {
+            Ok(Protocol::Ip4(a)) => ip = ip.or(Some(IpAddr::V4(a))),
+            Ok(Protocol::Ip6(a)) => ip = ip.or(Some(IpAddr::V6(a))),
+            Ok(Protocol::Tcp(p)) => port = port.or(Some(p)),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Some((ip?, port?))
 }
 
 /// The node's `get_peers`; `None` when the RPC does not answer (or lacks the Net module).
@@ -276,6 +282,37 @@ max_request_body_size = 10_485_760
         std::fs::write(dir.path().join("ckb.toml"), "[rpc\n").expect("write");
         assert_eq!(rpc_addr(&p), None);
         assert!(p2p_listen_ports(&p).is_empty());
+    }
+
+    #[test]
+    fn multiaddrs() {
+        let tcp = |m: &str| multiaddr_tcp(m).map(|(ip, port)| (ip.to_string(), port));
+        let some = |ip: &str, port| Some((ip.to_string(), port));
+        assert_eq!(tcp("/ip6/::1/tcp/8115"), some("::1", 8115));
+        assert_eq!(tcp("/ip6/fe80::1/tcp/8115/ws"), some("fe80::1", 8115));
+        assert_eq!(
+            tcp("/ip4/10.0.0.1/tcp/8115/p2p/QmcPUJmhW9spYCLrv9mRcJGBF37UTVjkBPVozs4b89YyV4"),
+            some("10.0.0.1", 8115)
+        );
+        // CKB's `/tls` carries the server name.
+        assert_eq!(
+            tcp("/ip4/10.0.0.1/tcp/443/tls/node.example/ws"),
+            some("10.0.0.1", 443)
+        );
+        for bad in [
+            "",
+            "/",
+            "ip4/10.0.0.1/tcp/8115",
+            "/ip4/10.0.0.1",
+            "/ip4/10.0.0.1/udp/8115/quic-v1",
+            "/dns6/node.example/tcp/8115",
+            "/ip4/10.0.0.256/tcp/8115",
+            "/ip6/::1/tcp/65536",
+            "/ip6/::1/tcp/",
+            "/tcp/8115",
+        ] {
+            assert_eq!(tcp(bad), None, "{bad}");
+        }
     }
 
     /// An HTTP/1.1 server on loopback for one request: sends `status` and `chunks` with chunked

@@ -387,10 +387,8 @@ impl EventRecord {
 
 fn rfc3339_ms(t: SystemTime) -> String {
     // Before 1970 (a clock set wrong) reads as the epoch, as in `view::rfc3339`.
-    jiff::Timestamp::try_from(t.max(SystemTime::UNIX_EPOCH))
-        .unwrap_or(jiff::Timestamp::MAX)
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    let t = jiff::Timestamp::try_from(t.max(SystemTime::UNIX_EPOCH));
+    format!("{:.3}", t.unwrap_or(jiff::Timestamp::MAX))
 }
 
 /// An alert, as shown in the table and in JSON `alerts`.

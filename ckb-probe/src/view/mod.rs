@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2026-04-15T02:17:45Z` (UTC, seconds).
 pub fn rfc3339(t: SystemTime) -> String {
-    civil(t).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Precision 0 cuts the fraction off (it does not round).
+    format!("{:.0}", civil(t))
 }
 
 /// `02:17:41.023` (UTC).
 pub fn clock_ms(t: SystemTime) -> String {
-    civil(t).strftime("%H:%M:%S%.3f").to_string()
+    format!("{:.3}", jiff::tz::Offset::UTC.to_datetime(civil(t)).time())
 }
 
 /// `t` in UTC; a time before 1970 (a clock set wrong) reads as the epoch.

@@ -14,9 +14,11 @@ use tentacle_multiaddr::Protocol;
 
 use crate::target::Process;
 
+/// Connecting, and each read and write.
 const TIMEOUT: Duration = Duration::from_millis(500);
-/// Per-read timeouts alone let a node that trickles its reply hold a call for long.
-const CALL_BUDGET: Duration = Duration::from_secs(2);
+/// The reply's head, then its body: per-read timeouts alone let a node that trickles its reply
+/// hold a call for long.
+const REPLY_BUDGET: Duration = Duration::from_secs(1);
 /// `get_peers` of a node with thousands of peers stays far below this.
 const MAX_REPLY: u64 = 16 << 20;
 
@@ -97,7 +99,10 @@ pub fn call(addr: SocketAddr, method: &str, params: Value) -> Option<Value> {
         .timeout_connect(Some(TIMEOUT))
         .timeout_per_read(Some(TIMEOUT))
         .timeout_per_write(Some(TIMEOUT))
-        .timeout_global(Some(CALL_BUDGET))
+        // Not a global or per-call timeout: with one, ureq resolves even an IP address on a
+        // thread of its own, and ckb-probe stays single-threaded (see `privileges`).
+        .timeout_recv_response(Some(REPLY_BUDGET))
+        .timeout_recv_body(Some(REPLY_BUDGET))
         .build()
         .into();
     let reply = agent
@@ -437,6 +442,29 @@ max_request_body_size = 10_485_760
         assert_eq!(call(addr, "get_peers", serde_json::json!([])), None);
         let took = t0.elapsed();
         drop(done_tx);
-        assert!(took >= TIMEOUT && took < CALL_BUDGET, "{took:?}");
+        assert!(took >= TIMEOUT && took < REPLY_BUDGET, "{took:?}");
+    }
+
+    #[test]
+    fn rpc_that_trickles_is_cut_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        thread::spawn(move || {
+            let mut s = listener.accept().expect("accept").0;
+            let _ = s.read(&mut [0; 4096]);
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{{");
+            // A byte at a time, each well within the per-read timeout, for far longer than
+            // the reply budget; ends when the client hangs up.
+            for _ in 0..50 {
+                thread::sleep(TIMEOUT / 2);
+                if s.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        });
+        let t0 = Instant::now();
+        assert_eq!(call(addr, "get_peers", serde_json::json!([])), None);
+        let took = t0.elapsed();
+        assert!(took >= REPLY_BUDGET && took < 2 * REPLY_BUDGET, "{took:?}");
     }
 }

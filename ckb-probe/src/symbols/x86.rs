@@ -55,11 +55,12 @@ pub fn classify(code: &[u8]) -> (ProbeCost, String) {
     (cost, name(&insn))
 }
 
-/// What the kernel emulates, each without any prefix (a prefixed form is single-stepped, and a
-/// branch with an operand-size prefix is not probed at all): `push` of a 64-bit register (REX.B
-/// being the one prefix allowed, for %r8..%r15), the one-byte `nop`, and relative `jmp`, `call`
-/// and conditional jumps. Kernels from 2025 on also emulate multi-byte nops; this rule does
-/// not know which kernel it will run on and keeps the older behaviour.
+/// What the kernel emulates, as ckb-probe counts it: `push` of a 64-bit register (REX.B, for
+/// %r8..%r15, being the one prefix the kernel accepts there), the one-byte `nop`, and relative
+/// `jmp`, `call` and conditional jumps, each without prefixes. The kernel also emulates some
+/// prefixed branches and nops, which compilers do not put at function entries, and, from 2025
+/// on, multi-byte nops, which depends on the kernel ckb-probe will meet: both count as
+/// single-stepped here.
 fn emulated(insn: &Instruction, first: u8) -> bool {
     let unprefixed = !is_prefix(first);
     match insn.code() {

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # Installs everything ckb-probe's build, demo and tests need on a fresh Debian bookworm machine.
 # Idempotent: a second run checks and returns in seconds.
+# --with-test-tools: also the tools only scripts/test.sh uses (cargo-deny, about 4 min to build).
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
+# 0.20.x builds on stable 1.95 (it needs 1.88).
+CARGO_DENY_VERSION=0.20.2
+test_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-test-tools) test_tools=1 ;;
+    *)
+      echo "bootstrap: unknown argument '$arg' (only --with-test-tools)" >&2
+      exit 2
+      ;;
+  esac
+done
 APT_PACKAGES=(
   # Debian's rustc-web ships a prebuilt `core` for bpfel-unknown-none: no nightly, no build-std.
   rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src llvm-22-dev
@@ -49,6 +62,15 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
     --no-default-features --features llvm-22
 else
   log "bpf-linker $BPF_LINKER_VERSION present"
+fi
+
+if [ "$test_tools" = 1 ]; then
+  if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+    log "installing cargo-deny $CARGO_DENY_VERSION (about 4 min)"
+    cargo install --quiet --locked "cargo-deny@$CARGO_DENY_VERSION"
+  else
+    log "cargo-deny $CARGO_DENY_VERSION present"
+  fi
 fi
 
 if ! rustup toolchain list | grep -q '^rust-web'; then

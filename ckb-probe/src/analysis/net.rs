@@ -399,12 +399,9 @@ fn epoch() -> SystemTime {
 }
 
 fn rfc3339_ms(t: SystemTime) -> String {
-    let base = crate::view::rfc3339(t);
-    let ms = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_millis();
-    format!("{}.{ms:03}Z", base.trim_end_matches('Z'))
+    // Before 1970 (a clock set wrong) reads as the epoch, as in `view::rfc3339`.
+    let t = jiff::Timestamp::try_from(t.max(SystemTime::UNIX_EPOCH));
+    format!("{:.3}", t.unwrap_or(jiff::Timestamp::MAX))
 }
 
 /// An alert, as shown in the table and in JSON `alerts`.
@@ -736,6 +733,24 @@ mod tests {
         assert!(
             warming.evaluate(start, wall).0.is_empty(),
             "alert in warm-up"
+        );
+    }
+
+    #[test]
+    fn alert_times_have_milliseconds() {
+        let at = |secs, ms| {
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(secs)
+                + std::time::Duration::from_millis(ms)
+        };
+        assert_eq!(
+            rfc3339_ms(at(1_709_251_199, 999)),
+            "2024-02-29T23:59:59.999Z"
+        );
+        assert_eq!(rfc3339_ms(at(4_107_542_400, 0)), "2100-03-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_ms(SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z"
         );
     }
 }

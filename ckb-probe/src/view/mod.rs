@@ -10,44 +10,66 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2026-04-15T02:17:45Z` (UTC, seconds).
 pub fn rfc3339(t: SystemTime) -> String {
-    let (date, secs) = civil(t);
-    format!(
-        "{date}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    // Precision 0 cuts the fraction off (it does not round).
+    format!("{:.0}", civil(t))
 }
 
 /// `02:17:41.023` (UTC).
 pub fn clock_ms(t: SystemTime) -> String {
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_millis();
-    let (_, secs) = civil(t);
-    format!(
-        "{:02}:{:02}:{:02}.{ms:03}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    format!("{:.3}", jiff::tz::Offset::UTC.to_datetime(civil(t)).time())
 }
 
-/// (YYYY-MM-DD, seconds into the day) of a UTC time, by Howard Hinnant's days-to-civil.
-fn civil(t: SystemTime) -> (String, u64) {
-    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let days = (s / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (format!("{y:04}-{m:02}-{d:02}"), s % 86_400)
+/// `t` in UTC; a time before 1970 (a clock set wrong) reads as the epoch.
+fn civil(t: SystemTime) -> jiff::Timestamp {
+    jiff::Timestamp::try_from(t.max(UNIX_EPOCH)).unwrap_or(jiff::Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    fn at(secs: u64, ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn leap_years() {
+        // Epoch seconds from `date -u -d ... +%s`.
+        for (secs, want) in [
+            (1_709_164_799, "2024-02-28T23:59:59Z"),
+            (1_709_164_800, "2024-02-29T00:00:00Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"),
+            (1_709_251_200, "2024-03-01T00:00:00Z"),
+            (946_684_799, "1999-12-31T23:59:59Z"),
+            // 2000 is a leap year (divisible by 400), 2100 is not (by 100 only).
+            (951_827_696, "2000-02-29T12:34:56Z"),
+            (951_868_800, "2000-03-01T00:00:00Z"),
+            (4_107_542_399, "2100-02-28T23:59:59Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+            (2_147_483_648, "2038-01-19T03:14:08Z"),
+            (0, "1970-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(rfc3339(at(secs, 999)), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn milliseconds_and_clock() {
+        assert_eq!(clock_ms(at(1_709_251_199, 999)), "23:59:59.999");
+        assert_eq!(clock_ms(at(1_709_251_200, 0)), "00:00:00.000");
+        assert_eq!(clock_ms(at(4_107_542_400, 23)), "00:00:00.023");
+        // Sub-millisecond parts are cut, not rounded up into the next second.
+        let t = at(951_827_696, 0) + Duration::from_nanos(999_999_999);
+        assert_eq!(clock_ms(t), "12:34:56.999");
+        assert_eq!(rfc3339(t), "2000-02-29T12:34:56Z");
+    }
+
+    #[test]
+    fn before_the_epoch_reads_as_the_epoch() {
+        let t = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(rfc3339(t), "1970-01-01T00:00:00Z");
+        assert_eq!(clock_ms(t), "00:00:00.000");
+    }
 }
 
 /// `00:05:32`.

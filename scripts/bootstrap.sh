@@ -26,6 +26,8 @@ APT_PACKAGES=(
   clang libclang-dev
   # Leftover-probe checks, demo helpers.
   bpftool jq curl procps iproute2 binutils
+  # Least-privilege and container tests: setcap, setpriv and unshare, systemd-analyze.
+  libcap2-bin util-linux systemd
   # An independent second probe for cross-checking counts on the real node.
   bpftrace
 )

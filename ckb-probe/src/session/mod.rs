@@ -218,7 +218,7 @@ impl Session {
         // Everything that needs privileges (loading, attaching, reading the target's files) is
         // done, except the network layer's re-reading of the target's sockets, and attaching to
         // a successor when following.
-        let keep: &[u32] = if net.is_some() {
+        let keep: &[privileges::Capability] = if net.is_some() {
             &[privileges::CAP_SYS_PTRACE]
         } else {
             &[]

@@ -269,6 +269,10 @@ pub fn successor(old: &Process) -> Option<Process> {
     let old_exe = old.exe.to_string_lossy();
     let old_exe = strip_deleted(&old_exe);
     let old_dir = ckb_data_dir(&old.cmdline);
+    let old_name = Path::new(old_exe)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let old_is_node = looks_like_ckb_node(old_name.as_deref(), &old.comm, &old.cmdline);
     let mut found: Vec<Process> = all_pids()
         .into_iter()
         .rev()
@@ -276,18 +280,19 @@ pub fn successor(old: &Process) -> Option<Process> {
         .filter_map(|pid| {
             let exe = fs::read_link(proc_dir(pid).join("exe")).ok()?;
             let exe = exe.to_string_lossy();
+            let cmdline = read_cmdline(pid).unwrap_or_default();
+            let comm = fs::read_to_string(proc_dir(pid).join("comm")).unwrap_or_default();
+            let name = Path::new(strip_deleted(&exe))
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let is_node = looks_like_ckb_node(name.as_deref(), comm.trim_end(), &cmdline);
+            // `ckb miner` runs the node's binary too: a node's successor is a node.
+            if old_is_node && !is_node {
+                return None;
+            }
             let same_exe = strip_deleted(&exe) == old_exe;
-            let same_node = || {
-                let cmdline = read_cmdline(pid).unwrap_or_default();
-                let comm = fs::read_to_string(proc_dir(pid).join("comm")).unwrap_or_default();
-                let name = Path::new(strip_deleted(&exe))
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                old_dir.is_some()
-                    && looks_like_ckb_node(name.as_deref(), comm.trim_end(), &cmdline)
-                    && ckb_data_dir(&cmdline) == old_dir
-            };
-            (same_exe || same_node()).then_some(pid)
+            let same_node = old_dir.is_some() && is_node && ckb_data_dir(&cmdline) == old_dir;
+            (same_exe || same_node).then_some(pid)
         })
         .filter_map(|pid| process(pid).ok())
         .collect();

@@ -131,3 +131,44 @@ fn keep_baseline_needs_follow() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--follow"), "{err}");
 }
+
+/// A real CKB dev node restarted while it mines: ckb-probe follows it to its new PID (not to the
+/// miner, which runs the same binary) and counts the new node's RocksDB calls.
+#[test]
+fn follows_a_real_ckb_node_across_a_restart() {
+    let mut node = support::ckb_node::CkbNode::start();
+    let old = node.pid;
+    let probe = Probe::start(&[
+        "rocksdb",
+        "--pid",
+        &old.to_string(),
+        "--follow",
+        "--json",
+        "--warmup",
+        "0",
+    ]);
+    let mut seen = Vec::new();
+    until(&probe, &mut seen, "a first interval", |v| {
+        v["type"] == "interval"
+    });
+    node.restart();
+    until(&probe, &mut seen, "target_attached", |v| {
+        v["type"] == "target_attached"
+    });
+    let attached = seen.last().unwrap().clone();
+    assert_eq!(u(&attached["previous_pid"]), u64::from(old));
+    assert_eq!(u(&attached["pid"]), u64::from(node.pid), "{attached}");
+    assert!(
+        attached["node"].as_str().unwrap().starts_with("CKB v"),
+        "{attached}"
+    );
+    // The restarted node mines again: its RocksDB calls show up under its PID.
+    until(&probe, &mut seen, "RocksDB calls of the new node", |v| {
+        v["type"] == "interval"
+            && u(&v["pid"]) == u64::from(node.pid)
+            && u(&v["operations"]["GET"]["count"]) > 0
+    });
+    probe.signal(libc::SIGINT);
+    let (code, _rest, stderr) = probe.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -67,6 +67,32 @@ impl CkbNode {
         }
     }
 
+    /// Stops the node (miner first) and starts it again in the same directory on the same
+    /// ports, as an operator's restart does; the new node's PID replaces the old one.
+    pub fn restart(&mut self) {
+        let st = Command::new(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status()
+            .expect("ckb-node.sh stop");
+        assert!(st.success(), "ckb-node.sh stop failed");
+        let out = Command::new(script())
+            .arg("start")
+            .arg(&self.dir)
+            .env("CKB_RPC_PORT", self.rpc_port.to_string())
+            .env("CKB_P2P_PORT", self.p2p_port.to_string())
+            .output()
+            .expect("run ckb-node.sh");
+        assert!(
+            out.status.success(),
+            "ckb-node.sh start (restart) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.pid = field(&String::from_utf8_lossy(&out.stdout), "CKB_PID")
+            .parse()
+            .expect("pid");
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the node we started.
         unsafe { libc::kill(self.pid as i32, sig) };

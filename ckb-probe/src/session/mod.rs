@@ -110,6 +110,8 @@ fn chain(addr: SocketAddr) -> Option<Chain> {
 pub struct Session {
     pid: u32,
     node: String,
+    /// The kernel's release, read once: every report names it.
+    kernel: String,
     opts: Options,
     start: Instant,
     last: Instant,
@@ -213,6 +215,7 @@ impl Session {
         Ok(Session {
             pid,
             node: node_desc,
+            kernel: crate::check::kernel_release(),
             correlator: (layers.len() > 1).then(|| Correlator::new(start, opts.warmup)),
             opts,
             start,
@@ -302,6 +305,7 @@ impl Session {
             duration_secs: 0.0,
             end: None,
             chain,
+            kernel: self.kernel.clone(),
         }
     }
 

@@ -118,14 +118,15 @@ pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Sock
                     continue;
                 }
                 let (conn_shared, conn_active) = (Arc::clone(&shared), Arc::clone(&active));
-                let spawned = std::thread::Builder::new()
-                    .name("http-conn".into())
-                    .spawn(move || {
-                        if let Err(e) = serve(stream, &conn_shared) {
-                            tracing::debug!("HTTP connection: {e}");
-                        }
-                        conn_active.fetch_sub(1, Ordering::AcqRel);
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("http-conn".into())
+                        .spawn(move || {
+                            if let Err(e) = serve(stream, &conn_shared) {
+                                tracing::debug!("HTTP connection: {e}");
+                            }
+                            conn_active.fetch_sub(1, Ordering::AcqRel);
+                        });
                 if let Err(e) = spawned {
                     // The connection was dropped with the closure: give its slot back.
                     active.fetch_sub(1, Ordering::AcqRel);

@@ -63,10 +63,12 @@ impl Exporter {
                 line.clear();
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("export did not start serving: {}", stderr.lock().unwrap())
-        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("export did not start serving: {}", stderr.lock().unwrap())
+            });
         Exporter {
             child,
             addr,
@@ -326,10 +328,14 @@ fn scrape_passes_promtool_and_counters_equal_ground_truth() {
             .sum();
         assert_eq!(got as u64, want, "cf {cf} {op}");
     }
-    assert!(text.contains(r#"ckb_probe_rocksdb_cf_calls_total{op="GET",cf="2",column="BLOCK_BODY"}"#));
+    assert!(
+        text.contains(r#"ckb_probe_rocksdb_cf_calls_total{op="GET",cf="2",column="BLOCK_BODY"}"#)
+    );
     // The histograms hold every call.
     for (op, n) in truth_per_op(&truth) {
-        let count = get(&format!(r#"ckb_probe_rocksdb_latency_seconds_count{{op="{op}"}}"#));
+        let count = get(&format!(
+            r#"ckb_probe_rocksdb_latency_seconds_count{{op="{op}"}}"#
+        ));
         let inf = get(&format!(
             r#"ckb_probe_rocksdb_latency_seconds_bucket{{op="{op}",le="+Inf"}}"#
         ));
@@ -424,9 +430,9 @@ impl Prometheus {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !TcpStream::connect(&p.addr).is_ok_and(|_| {
-            http_get(&p.addr, "/-/ready", None).0 == 200
-        }) {
+        while !TcpStream::connect(&p.addr)
+            .is_ok_and(|_| http_get(&p.addr, "/-/ready", None).0 == 200)
+        {
             assert!(Instant::now() < deadline, "prometheus did not become ready");
             thread::sleep(Duration::from_millis(200));
         }
@@ -743,7 +749,10 @@ fn prometheus_scrapes_two_exporters_rates_quantiles_dashboard_and_rules() {
         .collect();
     assert_eq!(
         pids,
-        BTreeMap::from([(a.addr.as_str(), tb_pid.as_str()), (b.addr.as_str(), nb_pid.as_str())])
+        BTreeMap::from([
+            (a.addr.as_str(), tb_pid.as_str()),
+            (b.addr.as_str(), nb_pid.as_str())
+        ])
     );
     assert!(
         prom.query(
@@ -753,7 +762,10 @@ fn prometheus_scrapes_two_exporters_rates_quantiles_dashboard_and_rules() {
         .is_empty(),
         "RocksDB series on the netbed's exporter"
     );
-    let layers = prom.query(&format!(r#"ckb_probe_layer_up{{instance="{}"}}"#, b.addr), None);
+    let layers = prom.query(
+        &format!(r#"ckb_probe_layer_up{{instance="{}"}}"#, b.addr),
+        None,
+    );
     let b_layers: BTreeSet<&str> = layers.iter().map(|s| label(s, "layer")).collect();
     assert_eq!(b_layers, BTreeSet::from(["net", "syscall"]));
 
@@ -868,7 +880,11 @@ fn prometheus_scrapes_two_exporters_rates_quantiles_dashboard_and_rules() {
     for s in &peer_series {
         let p = label(s, "peer");
         if p != "other" {
-            assert_eq!(Some(value(s) as u64), per_endpoint.get(p).copied(), "peer {p}");
+            assert_eq!(
+                Some(value(s) as u64),
+                per_endpoint.get(p).copied(),
+                "peer {p}"
+            );
         }
     }
     let connects = prom.query(
@@ -890,7 +906,11 @@ fn prometheus_scrapes_two_exporters_rates_quantiles_dashboard_and_rules() {
             empty.push(format!("{title}: {expr}"));
         }
     }
-    assert!(empty.is_empty(), "panels without data:\n{}", empty.join("\n"));
+    assert!(
+        empty.is_empty(),
+        "panels without data:\n{}",
+        empty.join("\n")
+    );
 
     // Every rule expression is accepted, every recording rule has data, and the rule groups
     // loaded and evaluate without error.
@@ -932,9 +952,18 @@ fn bad_input_one_line_error_and_no_probe_left() {
     for (args, says) in [
         (vec!["--pid", &me, "--listen", &busy_addr], "in use"),
         (vec!["--pid", &me, "--listen", "nonsense"], "not an address"),
-        (vec!["--pid", &me, "--listen", "127.0.0.1:99999"], "not an address"),
-        (vec!["--pid", &me, "--listen", "192.0.2.1:9190"], "not an address of this machine"),
-        (vec!["--pid", &me, "--layers", "rocksdb,disk"], "unknown layer"),
+        (
+            vec!["--pid", &me, "--listen", "127.0.0.1:99999"],
+            "not an address",
+        ),
+        (
+            vec!["--pid", &me, "--listen", "192.0.2.1:9190"],
+            "not an address of this machine",
+        ),
+        (
+            vec!["--pid", &me, "--layers", "rocksdb,disk"],
+            "unknown layer",
+        ),
         (vec!["--pid", &me, "--interval", "0"], "--interval"),
         (vec!["--pid", &me, "--p2p-port", "0"], "--p2p-port"),
         (vec!["--pid", "999999999"], "999999999"),
@@ -946,7 +975,11 @@ fn bad_input_one_line_error_and_no_probe_left() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
         assert!(err.starts_with("ckb-probe: error: "), "{err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }

@@ -173,7 +173,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("ckb-probe: {note}");
     }
     for u in session.unavailable() {
-        eprintln!("ckb-probe: layer {} unavailable: {}", u.layer.name(), u.reason);
+        eprintln!(
+            "ckb-probe: layer {} unavailable: {}",
+            u.layer.name(),
+            u.reason
+        );
     }
     let pid = process.pid;
     let traced = session
@@ -282,10 +286,7 @@ mod tests {
             listen_addr("127.0.0.1:9190").unwrap(),
             "127.0.0.1:9190".parse().unwrap()
         );
-        assert_eq!(
-            listen_addr("[::1]:0").unwrap(),
-            "[::1]:0".parse().unwrap()
-        );
+        assert_eq!(listen_addr("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
         assert_eq!(
             listen_addr("localhost:9").unwrap(),
             "127.0.0.1:9".parse().unwrap()

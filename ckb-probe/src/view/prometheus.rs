@@ -42,19 +42,51 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("ckb_probe_rocksdb_hits_total", "counter", "op, function"),
     ("ckb_probe_rocksdb_misses_total", "counter", "op, function"),
     ("ckb_probe_rocksdb_bytes_total", "counter", "op, function"),
-    ("ckb_probe_rocksdb_time_seconds_total", "counter", "op, function"),
+    (
+        "ckb_probe_rocksdb_time_seconds_total",
+        "counter",
+        "op, function",
+    ),
     ("ckb_probe_rocksdb_latency_seconds", "histogram", "op"),
-    ("ckb_probe_rocksdb_cf_calls_total", "counter", "op, cf, column"),
-    ("ckb_probe_rocksdb_cf_errors_total", "counter", "op, cf, column"),
-    ("ckb_probe_rocksdb_cf_hits_total", "counter", "op, cf, column"),
-    ("ckb_probe_rocksdb_cf_misses_total", "counter", "op, cf, column"),
-    ("ckb_probe_rocksdb_cf_bytes_total", "counter", "op, cf, column"),
-    ("ckb_probe_rocksdb_cf_time_seconds_total", "counter", "op, cf, column"),
+    (
+        "ckb_probe_rocksdb_cf_calls_total",
+        "counter",
+        "op, cf, column",
+    ),
+    (
+        "ckb_probe_rocksdb_cf_errors_total",
+        "counter",
+        "op, cf, column",
+    ),
+    (
+        "ckb_probe_rocksdb_cf_hits_total",
+        "counter",
+        "op, cf, column",
+    ),
+    (
+        "ckb_probe_rocksdb_cf_misses_total",
+        "counter",
+        "op, cf, column",
+    ),
+    (
+        "ckb_probe_rocksdb_cf_bytes_total",
+        "counter",
+        "op, cf, column",
+    ),
+    (
+        "ckb_probe_rocksdb_cf_time_seconds_total",
+        "counter",
+        "op, cf, column",
+    ),
     ("ckb_probe_rocksdb_functions_attached", "gauge", ""),
     ("ckb_probe_rocksdb_cf_unresolved_total", "counter", ""),
     ("ckb_probe_syscall_calls_total", "counter", "syscall, role"),
     ("ckb_probe_syscall_errors_total", "counter", "syscall, role"),
-    ("ckb_probe_syscall_time_seconds_total", "counter", "syscall, role"),
+    (
+        "ckb_probe_syscall_time_seconds_total",
+        "counter",
+        "syscall, role",
+    ),
     ("ckb_probe_syscall_bytes_total", "counter", "syscall, role"),
     ("ckb_probe_syscall_waits_total", "counter", "syscall, role"),
     ("ckb_probe_threads", "gauge", "role"),
@@ -64,12 +96,20 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("ckb_probe_net_peer_events_total", "counter", "event"),
     ("ckb_probe_net_peers", "gauge", ""),
     ("ckb_probe_net_open_connections", "gauge", ""),
-    ("ckb_probe_net_peer_bytes_total", "counter", "peer, direction"),
+    (
+        "ckb_probe_net_peer_bytes_total",
+        "counter",
+        "peer, direction",
+    ),
     ("ckb_probe_net_peer_retransmits_total", "counter", "peer"),
     ("ckb_probe_alerts_total", "counter", "source, type, subject"),
     ("ckb_probe_alerts_active", "gauge", "source, type, subject"),
     ("ckb_probe_target_up", "gauge", ""),
-    ("ckb_probe_target_info", "info", "pid, node, kernel, version"),
+    (
+        "ckb_probe_target_info",
+        "info",
+        "pid, node, kernel, version",
+    ),
     ("ckb_probe_layer_up", "gauge", "layer"),
     ("ckb_probe_lost_events_total", "counter", "layer"),
     ("ckb_probe_unpaired_total", "counter", "layer"),
@@ -551,8 +591,7 @@ impl State {
             }
             self.threads = st.threads.clone();
             *self.unpaired.entry(LayerName::Syscall).or_default() += st.unpaired;
-            *self.map_full.entry(LayerName::Syscall).or_default() +=
-                st.stats_full + st.hist_full;
+            *self.map_full.entry(LayerName::Syscall).or_default() += st.stats_full + st.hist_full;
             self.lost.entry(LayerName::Syscall).or_default();
         }
 
@@ -607,7 +646,10 @@ impl State {
                     .or_insert(0);
             }
             for c in cs {
-                active.push((("correlation", c.kind.to_string(), String::new()), c.time.clone()));
+                active.push((
+                    ("correlation", c.kind.to_string(), String::new()),
+                    c.time.clone(),
+                ));
             }
         }
 
@@ -798,8 +840,11 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
             .chain([f64::INFINITY])
             .collect();
         for (op, h) in &st.rocks_hist {
-            let buckets: Vec<(f64, u64)> =
-                bounds.iter().copied().zip(h.counts.iter().copied()).collect();
+            let buckets: Vec<(f64, u64)> = bounds
+                .iter()
+                .copied()
+                .zip(h.counts.iter().copied())
+                .collect();
             let count = h.counts.iter().sum();
             m.encode_family(&[("op", *op)])?
                 .encode_histogram::<NoLabelSet>(secs(h.sum_ns), count, &buckets, None)?;
@@ -813,7 +858,11 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
             .filter(|((_, op), _)| !gets_only || is_get(op))
             .filter_map(|((cf, op), (column, c))| {
                 Some((
-                    [("op", *op), ("cf", cf.as_str()), ("column", column.unwrap_or(""))],
+                    [
+                        ("op", *op),
+                        ("cf", cf.as_str()),
+                        ("column", column.unwrap_or("")),
+                    ],
                     f(c)?,
                 ))
             })
@@ -859,7 +908,11 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
         .iter()
         .map(|((cf, op), (column, c))| {
             (
-                [("op", *op), ("cf", cf.as_str()), ("column", column.unwrap_or(""))],
+                [
+                    ("op", *op),
+                    ("cf", cf.as_str()),
+                    ("column", column.unwrap_or("")),
+                ],
                 secs(c.time_ns),
             )
         })
@@ -1170,7 +1223,9 @@ fn encode_health(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// The metrics of a run: fed every interval report, rendered in either format.

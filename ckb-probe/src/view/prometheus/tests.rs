@@ -132,7 +132,10 @@ fn counters_are_the_sums_of_the_interval_deltas() {
         Some(8.0)
     );
     assert!(close(
-        sample(&m, &format!("ckb_probe_rocksdb_time_seconds_total{fn_labels}")),
+        sample(
+            &m,
+            &format!("ckb_probe_rocksdb_time_seconds_total{fn_labels}")
+        ),
         15.0 * 2e-6
     ));
     let cf = r#"{op="GET",cf="2",column="BLOCK_BODY"}"#;
@@ -152,7 +155,10 @@ fn counters_are_the_sums_of_the_interval_deltas() {
         sample(&m, r#"ckb_probe_unpaired_total{layer="rocksdb"}"#),
         Some(4.0)
     );
-    assert_eq!(sample(&m, "ckb_probe_rocksdb_functions_attached"), Some(2.0));
+    assert_eq!(
+        sample(&m, "ckb_probe_rocksdb_functions_attached"),
+        Some(2.0)
+    );
     assert_eq!(sample(&m, "ckb_probe_polls_total"), Some(2.0));
     assert_eq!(sample(&m, "ckb_probe_target_up"), Some(1.0));
     assert_eq!(
@@ -180,18 +186,25 @@ fn histogram_buckets_are_exact_and_cumulative() {
     let mut e = Exporter::new(Options::default());
     // Since attach: 3 calls near 1 µs, 1 near 5 ms; then 2 more near 1 µs.
     e.observe(
-        &report(1, Some(rocks(4, vec![bucket(1_000, 3), bucket(5_000_000, 1)]))),
+        &report(
+            1,
+            Some(rocks(4, vec![bucket(1_000, 3), bucket(5_000_000, 1)])),
+        ),
         t(1),
     );
     e.observe(
-        &report(1, Some(rocks(2, vec![bucket(1_000, 5), bucket(5_000_000, 1)]))),
+        &report(
+            1,
+            Some(rocks(2, vec![bucket(1_000, 5), bucket(5_000_000, 1)])),
+        ),
         t(2),
     );
     let m = e.render(Format::Prometheus);
     let le = |ns: u64| {
         let want = ns as f64 / 1e9;
         m.lines().find_map(|l| {
-            let rest = l.strip_prefix(r#"ckb_probe_rocksdb_latency_seconds_bucket{op="GET",le=""#)?;
+            let rest =
+                l.strip_prefix(r#"ckb_probe_rocksdb_latency_seconds_bucket{op="GET",le=""#)?;
             let (bound, value) = rest.split_once("\"} ")?;
             let bound: f64 = bound.parse().ok()?;
             ((bound - want).abs() <= want * 1e-12).then(|| value.parse::<f64>().unwrap())
@@ -230,10 +243,7 @@ fn histogram_buckets_are_exact_and_cumulative() {
 #[test]
 fn openmetrics_has_units_types_and_eof() {
     let mut e = Exporter::new(Options::default());
-    e.observe(
-        &report(1, Some(rocks(3, vec![bucket(2_000, 3)]))),
-        t(1),
-    );
+    e.observe(&report(1, Some(rocks(3, vec![bucket(2_000, 3)]))), t(1));
     let om = e.render(Format::OpenMetrics);
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(om.contains("# UNIT ckb_probe_rocksdb_latency_seconds seconds"));
@@ -330,7 +340,10 @@ fn top_peers_get_labels_and_the_rest_sum_to_other() {
         Some(15_000.0)
     );
     assert_eq!(
-        sample(&m, r#"ckb_probe_net_connection_events_total{event="connect"}"#),
+        sample(
+            &m,
+            r#"ckb_probe_net_connection_events_total{event="connect"}"#
+        ),
         Some(3.0)
     );
 
@@ -423,10 +436,13 @@ fn anomaly(op: &'static str, time: &str) -> Anomaly {
 fn alerts_count_starts_and_show_the_current_state() {
     let mut e = Exporter::new(Options::default());
     let with = |anoms: Vec<Anomaly>, corr: Vec<Correlation>, net_alerts: Vec<NetAlert>| {
-        let mut r = report(1, Some(RocksSection {
-            anomalies: anoms,
-            ..rocks(1, vec![])
-        }));
+        let mut r = report(
+            1,
+            Some(RocksSection {
+                anomalies: anoms,
+                ..rocks(1, vec![])
+            }),
+        );
         r.header.layers = vec![LayerName::Rocksdb, LayerName::Net];
         r.correlations = Some(corr);
         r.net = Some(NetSection {
@@ -552,7 +568,10 @@ fn syscalls_by_role_and_layer_health() {
         sample(&m, &format!("ckb_probe_syscall_time_seconds_total{l}")),
         7e-5
     ));
-    assert_eq!(sample(&m, r#"ckb_probe_threads{role="compaction"}"#), Some(4.0));
+    assert_eq!(
+        sample(&m, r#"ckb_probe_threads{role="compaction"}"#),
+        Some(4.0)
+    );
     assert_eq!(
         sample(&m, r#"ckb_probe_layer_up{layer="syscall"}"#),
         Some(1.0)

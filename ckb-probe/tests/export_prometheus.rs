@@ -227,30 +227,65 @@ fn truth_per_op(truth: &Value) -> BTreeMap<&'static str, u64> {
     m
 }
 
-/// How many of each BPF program are loaded.
-fn programs() -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for p in loaded_prog_names() {
-        *m.entry(p).or_default() += 1;
-    }
-    m
+/// Ids of the loaded BPF programs.
+fn programs() -> BTreeSet<u64> {
+    let out = Command::new("bpftool")
+        .args(["prog", "list", "--json"])
+        .output()
+        .expect("bpftool");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array()
+        .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
+        .unwrap_or_default()
 }
 
-/// Waits until no program is loaded more often than `before` (other ckb-probe runs on this
-/// machine may hold the same programs, so the check is "no more than before", not "none").
-fn assert_no_program_left(before: &BTreeMap<String, usize>) {
+/// Ids of the programs process `pid` holds a file descriptor of.
+fn programs_of(pid: &str) -> BTreeSet<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return BTreeSet::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| {
+            let info = std::fs::read_to_string(fd.path()).ok()?;
+            info.lines().find_map(|l| {
+                l.strip_prefix("prog_id:")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+        })
+        .collect()
+}
+
+/// Ids of the programs some live process holds a file descriptor of.
+fn programs_held() -> BTreeSet<u64> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().map(str::to_string))
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .flat_map(|pid| programs_of(&pid))
+        .collect()
+}
+
+/// No program loaded since `before` outlives its process: every new one still loaded belongs
+/// to a live process (other ckb-probe runs may share this machine). A leftover would be loaded
+/// with no process holding it.
+fn assert_no_program_left(before: &BTreeSet<u64>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = programs();
-        let extra: Vec<(&String, usize)> = now
-            .iter()
-            .filter(|(k, n)| **n > before.get(*k).copied().unwrap_or(0))
-            .map(|(k, n)| (k, *n))
+        let held = programs_held();
+        let orphans: Vec<u64> = programs()
+            .into_iter()
+            .filter(|id| !before.contains(id) && !held.contains(id))
             .collect();
-        if extra.is_empty() {
+        if orphans.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "programs left loaded: {extra:?}");
+        assert!(
+            Instant::now() < deadline,
+            "programs left loaded with no process: {orphans:?}"
+        );
         thread::sleep(Duration::from_millis(200));
     }
 }
@@ -370,8 +405,19 @@ fn scrape_passes_promtool_and_counters_equal_ground_truth() {
     assert!(om.contains("# UNIT ckb_probe_rocksdb_latency_seconds seconds"));
 
     drop(hung);
+    let ours = programs_of(&exp.child.id().to_string());
+    assert!(
+        ours.len() >= 46,
+        "the exporter holds {} programs",
+        ours.len()
+    );
     assert_eq!(exp.stop(), 0);
     assert_no_program_left(&before);
+    let left: Vec<u64> = programs().intersection(&ours).copied().collect();
+    assert!(
+        left.is_empty(),
+        "the exporter's programs outlived it: {left:?}"
+    );
 }
 
 /// A Prometheus server on loopback, scraping every second.
@@ -985,4 +1031,114 @@ fn bad_input_one_line_error_and_no_probe_left() {
     }
     drop(busy);
     assert_no_program_left(&before);
+}
+
+/// The exporter on a real CKB dev-chain node, scraped by Prometheus: the scrape passes
+/// promtool, RocksDB operations arrive per CKB column, the node's thread roles and version are
+/// named, every dashboard panel that a live node feeds has data, and the node's exit shows.
+#[test]
+fn real_ckb_node_is_exported_and_scraped() {
+    require("promtool");
+    let node = support::ckb_node::CkbNode::start(18414, 18415);
+    let pid = node.pid.to_string();
+    let exp = Exporter::start(&[
+        "--pid",
+        &pid,
+        "--listen",
+        "127.0.0.1:0",
+        "--p2p-port",
+        "18415",
+        "--warmup",
+        "0",
+    ]);
+    let prom = Prometheus::start(&[&exp.addr]);
+    thread::sleep(Duration::from_secs(15));
+    let (status, _, text) = exp.get("/metrics", None);
+    assert_eq!(status, 200);
+    promtool_check_metrics(&text);
+    let m = samples(&text);
+    let sum = |prefix: &str| -> f64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    for op in ["GET", "PUT", "WRITE", "ITER_SEEK"] {
+        let n = sum(&format!(r#"ckb_probe_rocksdb_calls_total{{op="{op}","#));
+        assert!(n > 0.0, "{op} not seen");
+        // Per column family, the same calls.
+        assert_eq!(
+            sum(&format!(r#"ckb_probe_rocksdb_cf_calls_total{{op="{op}","#)),
+            n,
+            "{op}: CF sum"
+        );
+    }
+    for k in m
+        .keys()
+        .filter(|k| k.starts_with("ckb_probe_rocksdb_cf_calls_total{"))
+    {
+        let cf = k.split("cf=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(
+            cf == "default" || cf.parse::<u32>().is_ok_and(|n| n <= 18),
+            "unexpected column family {cf}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            r#"ckb_probe_target_info{{pid="{pid}",node="CKB v0.210"#
+        )),
+        "node not named: {}",
+        text.lines()
+            .find(|l| l.starts_with("ckb_probe_target_info"))
+            .unwrap_or("")
+    );
+    for layer in ["rocksdb", "syscall", "net"] {
+        assert_eq!(m[&format!(r#"ckb_probe_layer_up{{layer="{layer}"}}"#)], 1.0);
+    }
+    assert!(m["ckb_probe_rocksdb_functions_attached"] > 0.0);
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("ckb_probe_syscall_calls_total{")
+                && (k.contains(r#"role="verify_blocks""#)
+                    || k.contains(r#"role="chain_service""#))),
+        "CKB's thread roles not seen"
+    );
+    assert_eq!(m[r#"ckb_probe_lost_events_total{layer="rocksdb"}"#], 0.0);
+    assert_eq!(m[r#"ckb_probe_unpaired_total{layer="rocksdb"}"#], 0.0);
+    let rate = prom.query(
+        "sum by (op) (rate(ckb_probe_rocksdb_calls_total[10s]))",
+        None,
+    );
+    assert!(
+        rate.iter()
+            .any(|s| label(s, "op") == "WRITE" && value(s) > 0.0),
+        "{rate:?}"
+    );
+    // A live node with no peers and no alerts: only peer traffic, alerts firing and the
+    // lost/unpaired increases may be empty or zero; every panel has data.
+    let mut empty = Vec::new();
+    for (title, expr) in dashboard_exprs() {
+        if prom.query(&expr, None).is_empty() && title != "Prometheus alerts firing" {
+            empty.push(format!("{title}: {expr}"));
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "panels without data:\n{}",
+        empty.join("\n")
+    );
+    eprintln!(
+        "real node, 15 s: GET {} PUT {} WRITE {} calls; {} series",
+        sum(r#"ckb_probe_rocksdb_calls_total{op="GET","#),
+        sum(r#"ckb_probe_rocksdb_calls_total{op="PUT","#),
+        sum(r#"ckb_probe_rocksdb_calls_total{op="WRITE","#),
+        m.len()
+    );
+    drop(node);
+    exp.wait_health(503, Duration::from_secs(30));
+    assert_eq!(
+        samples(&exp.get("/metrics", None).2)["ckb_probe_target_up"],
+        0.0
+    );
+    assert_eq!(exp.stop(), 0);
 }

@@ -528,7 +528,7 @@ impl State {
         if let Some(s) = &r.rocksdb {
             let st = &s.stats;
             for (function, rep) in &st.functions {
-                let op = rep_op(function);
+                let op = op_of_function(function);
                 self.rocks_fn
                     .entry((op, function.to_string()))
                     .or_default()
@@ -670,7 +670,7 @@ impl State {
 }
 
 /// The operation of a traced function, by its symbol.
-fn rep_op(function: &str) -> &'static str {
+fn op_of_function(function: &str) -> &'static str {
     ckb_probe_common::rocksdb::TRACED
         .iter()
         .find(|f| f.symbol == function)

@@ -30,6 +30,8 @@ APT_PACKAGES=(
   libcap2-bin util-linux systemd
   # An independent second probe for cross-checking counts on the real node.
   bpftrace
+  # The exporter's tests: a real Prometheus server, and promtool to check metrics and rules.
+  prometheus
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }
@@ -47,6 +49,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a system Prometheus on all interfaces where systemd runs; the tests start
+  # their own on loopback, so a service we just installed is stopped and disabled.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 else
   log "Debian packages present"
 fi

@@ -7,12 +7,14 @@
 //! - [`probe`]: loading the embedded kernel programs, attaching and detaching them.
 //! - [`collect`]: one collector per layer, reading the kernel maps into snapshots.
 //! - [`analysis`]: percentiles, rates, EWMA baselines and anomaly rules.
-//! - [`view`]: tables, histograms and NDJSON.
+//! - [`view`]: tables, histograms, NDJSON and Prometheus metrics.
+//! - [`http`]: the exporter's HTTP server.
 
 pub mod analysis;
 pub mod check;
 pub mod collect;
 pub mod error;
+pub mod http;
 pub mod model;
 pub mod node;
 pub mod privileges;

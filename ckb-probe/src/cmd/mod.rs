@@ -1,4 +1,5 @@
 pub mod check;
+pub mod export;
 pub mod net;
 pub mod replay;
 pub mod rocksdb;

@@ -111,6 +111,10 @@ pub struct Header {
     pub duration_secs: f64,
     pub end: Option<End>,
     pub chain: Option<Chain>,
+    /// The running kernel's release (`uname -r`); empty in a report read back from NDJSON,
+    /// which does not carry it.
+    #[serde(default)]
+    pub kernel: String,
 }
 
 /// The target's life as a run following it (`--follow`) sees it.

@@ -23,7 +23,8 @@ pub struct RocksSection {
     pub histograms: BTreeMap<Name, Vec<Bucket>>,
     /// The slow-operation log, when a threshold is set.
     pub slow: Option<SlowLog>,
-    /// How the probes were placed (summary).
+    /// How the probes were placed (every live report: a live view such as the exporter shows
+    /// it while the run goes on; NDJSON writes it in the summary only).
     pub attach: Option<Attach>,
 }
 

@@ -118,6 +118,8 @@ pub struct Session {
     pid: u32,
     process: Process,
     node: String,
+    /// The kernel's release, read once: every report names it.
+    kernel: String,
     opts: Options,
     start: Instant,
     last: Instant,
@@ -232,6 +234,7 @@ impl Session {
             pid,
             process: process.clone(),
             node: node_desc,
+            kernel: crate::check::kernel_release(),
             correlator: (layers.len() > 1).then(|| Correlator::new(start, opts.warmup)),
             opts,
             start,
@@ -321,6 +324,7 @@ impl Session {
             duration_secs: 0.0,
             end: None,
             chain,
+            kernel: self.kernel.clone(),
         }
     }
 

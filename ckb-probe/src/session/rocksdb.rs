@@ -322,10 +322,27 @@ impl RocksLayer {
             anomalies,
             warmup_left_secs: self.detector.warmup_left(now).as_secs_f64(),
             slow,
-            attach: None,
+            attach: Some(self.attach_info()),
         };
         self.prev = cur;
         Ok(section)
+    }
+
+    fn attach_info(&self) -> Attach {
+        let names = |v: &[&'static str]| v.iter().map(|s| s.to_string()).collect();
+        Attach {
+            attached: names(&self.attach.attached),
+            missing: self
+                .attach
+                .missing
+                .iter()
+                .map(|(f, why)| Missing {
+                    function: f.to_string(),
+                    reason: why.to_string(),
+                })
+                .collect(),
+            single_stepped: names(&self.attach.single_stepped),
+        }
     }
 
     /// The whole run.
@@ -343,24 +360,7 @@ impl RocksLayer {
                 total: self.slow.total,
                 ..SlowLog::default()
             }),
-            attach: Some(Attach {
-                attached: self.attach.attached.iter().map(|s| s.to_string()).collect(),
-                missing: self
-                    .attach
-                    .missing
-                    .iter()
-                    .map(|(f, why)| Missing {
-                        function: f.to_string(),
-                        reason: why.to_string(),
-                    })
-                    .collect(),
-                single_stepped: self
-                    .attach
-                    .single_stepped
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            }),
+            attach: Some(self.attach_info()),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod ndjson;
 pub mod net;
+pub mod prometheus;
 pub mod rocksdb;
 pub mod syscall;
 pub mod text;

@@ -371,6 +371,7 @@ pub fn parse(line: &str) -> Result<Report, ParseError> {
         duration_secs: field_or(&top, "duration_secs")?,
         end: field_or::<Option<End>>(&top, "end")?,
         chain: field_or(&top, "chain")?,
+        kernel: String::new(),
     };
     // The span a layer's rates cover.
     let secs = if summary {

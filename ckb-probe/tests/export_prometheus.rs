@@ -1039,7 +1039,7 @@ fn bad_input_one_line_error_and_no_probe_left() {
 #[test]
 fn real_ckb_node_is_exported_and_scraped() {
     require("promtool");
-    let node = support::ckb_node::CkbNode::start(18414, 18415);
+    let node = support::ckb_node::CkbNode::start();
     let pid = node.pid.to_string();
     let exp = Exporter::start(&[
         "--pid",

@@ -1041,13 +1041,14 @@ fn real_ckb_node_is_exported_and_scraped() {
     require("promtool");
     let node = support::ckb_node::CkbNode::start();
     let pid = node.pid.to_string();
+    let p2p = node.p2p_port.to_string();
     let exp = Exporter::start(&[
         "--pid",
         &pid,
         "--listen",
         "127.0.0.1:0",
         "--p2p-port",
-        "18415",
+        &p2p,
         "--warmup",
         "0",
     ]);

@@ -261,9 +261,10 @@ fn ckb_data_dir(cmdline: &[String]) -> Option<&str> {
     None
 }
 
-/// The process that took over from `old` after it exited: one running the same executable
-/// path (a restarted node, or an upgraded binary at the same path), or a `ckb … run` with the
-/// same data directory. Among several, the one with `old`'s command line, else the newest.
+/// The process that took over from `old` after it exited: for a `ckb … run -C DIR`, a node with
+/// the same data directory (restarted, or upgraded to another binary anywhere); for anything
+/// else, a process running the same executable path. Among several, the one with `old`'s
+/// command line, else the newest.
 pub fn successor(old: &Process) -> Option<Process> {
     let me = std::process::id();
     let old_exe = old.exe.to_string_lossy();
@@ -290,9 +291,14 @@ pub fn successor(old: &Process) -> Option<Process> {
             if old_is_node && !is_node {
                 return None;
             }
-            let same_exe = strip_deleted(&exe) == old_exe;
-            let same_node = old_dir.is_some() && is_node && ckb_data_dir(&cmdline) == old_dir;
-            (same_exe || same_node).then_some(pid)
+            let same_dir = is_node && ckb_data_dir(&cmdline) == old_dir;
+            // Several nodes may run one binary: a node with a data directory is followed by
+            // that directory (an upgrade may also move the binary), anything else by its path.
+            let follows = match old_dir {
+                Some(_) if old_is_node => same_dir,
+                _ => strip_deleted(&exe) == old_exe,
+            };
+            follows.then_some(pid)
         })
         .filter_map(|pid| process(pid).ok())
         .collect();

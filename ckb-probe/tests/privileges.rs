@@ -81,10 +81,13 @@ fn minimal_capability_sets_per_layer() {
         let mut child = as_nobody(dir.path(), caps, &all);
         // Attached and running: what it holds now.
         std::thread::sleep(Duration::from_secs(2));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{layer}: exited early with {caps}"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{layer}: exited early with {caps}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         tb.start();
         let eff = cap_eff(child.id());
         assert_eq!(eff, kept, "{layer}: CapEff {eff:#x} while tracing");

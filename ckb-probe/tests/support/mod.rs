@@ -110,6 +110,17 @@ impl Testbed {
     }
 }
 
+/// A test that fails before the testbed's run ends must not leave it waiting on its start file
+/// (it would hold whatever the test process held, for ever).
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A running `ckb-probe` with its stdout collected line by line.
 pub struct Probe {
     pub child: Child,

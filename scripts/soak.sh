@@ -16,6 +16,8 @@
 #   --warmup SECS       ckb-probe's baseline learning before alerts (default: duration/8, 20..300)
 #   --sample SECS       sampling period (default 10)
 #   --no-report         do not generate the report at the end
+# Environment: SOAK_NO_BUILD=1 skips `cargo build --release`; SOAK_BIN_DIR takes the binaries
+# from another directory than target/release.
 #
 # Per target kind it runs two processes of the same kind:
 #   subject  watched by ONE ckb-probe for the whole run (S-1, S-2, S-3, P-2, P-3, fidelity, storms);
@@ -59,16 +61,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 isnum() { [[ "$1" =~ ^[0-9]+$ ]]; }
-isnum "$DURATION" && [ "$DURATION" -ge 60 ] || die "--duration SECS (whole seconds, >= 60) is required"
+{ isnum "$DURATION" && [ "$DURATION" -ge 60 ]; } || die "--duration SECS (whole seconds, >= 60) is required"
 [ -n "$OUT" ] || die "--out DIR is required"
 case "$TARGET" in testbed | ckb | both) ;; *) die "--target must be testbed, ckb or both" ;; esac
-isnum "$RATE" && [ "$RATE" -ge 1 ] || die "--rate must be a positive integer"
-isnum "$STORM_EVERY" && isnum "$STORM_SECS" && [ "$STORM_SECS" -ge 1 ] && [ "$STORM_EVERY" -gt "$STORM_SECS" ] ||
+{ isnum "$RATE" && [ "$RATE" -ge 1 ]; } || die "--rate must be a positive integer"
+{ isnum "$STORM_EVERY" && isnum "$STORM_SECS" && [ "$STORM_SECS" -ge 1 ] && [ "$STORM_EVERY" -gt "$STORM_SECS" ]; } ||
   die "--storm-every must be longer than --storm-secs (whole seconds)"
-isnum "$SAMPLE" && [ "$SAMPLE" -ge 1 ] || die "--sample must be a positive integer"
+{ isnum "$SAMPLE" && [ "$SAMPLE" -ge 1 ]; } || die "--sample must be a positive integer"
 # Windows: 60 s, or a quarter of a short run (two with and two without probes at least).
 [ -n "$WINDOW" ] || WINDOW=$((DURATION / 4 < 60 ? DURATION / 4 : 60))
-isnum "$WINDOW" && [ "$WINDOW" -ge 20 ] || die "--window must be >= 20 s (a window holds a few samples)"
+{ isnum "$WINDOW" && [ "$WINDOW" -ge 20 ]; } || die "--window must be >= 20 s (a window holds a few samples)"
 if [ -z "$WARMUP" ]; then
   WARMUP=$((DURATION / 8))
   [ "$WARMUP" -lt 20 ] && WARMUP=20
@@ -88,27 +90,28 @@ if [ "${SOAK_NO_BUILD:-0}" != 1 ]; then
   log "building (release)"
   cargo build --release --quiet
 fi
+# SOAK_BIN_DIR: where the binaries are (default: this checkout's target/release).
+BIN_DIR=${SOAK_BIN_DIR:-$ROOT/target/release}
 for b in ckb-probe ckb-probe-testbed; do
-  [ -x "$ROOT/target/release/$b" ] || die "target/release/$b missing: cargo build --release"
+  [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b missing: cargo build --release"
 done
 if [ "$REPORT" = 1 ]; then
-  [ -x "$ROOT/target/release/ckb-probe-soak-report" ] || die "target/release/ckb-probe-soak-report missing: cargo build --release"
+  [ -x "$BIN_DIR/ckb-probe-soak-report" ] || die "$BIN_DIR/ckb-probe-soak-report missing: cargo build --release"
 fi
 
 WORK=$(mktemp -d /tmp/ckb-probe-soak.XXXX)
 # The run uses copies of the binaries: a rebuild during a run of hours must not swap the
 # ckb-probe that the control windows launch, nor the report generator, halfway through.
-cp "$ROOT/target/release/ckb-probe" "$ROOT/target/release/ckb-probe-testbed" "$WORK/"
+cp "$BIN_DIR/ckb-probe" "$BIN_DIR/ckb-probe-testbed" "$WORK/"
 PROBE=$WORK/ckb-probe
 BED=$WORK/ckb-probe-testbed
 REPORTER=$WORK/ckb-probe-soak-report
-if [ "$REPORT" = 1 ]; then cp "$ROOT/target/release/ckb-probe-soak-report" "$REPORTER"; fi
+if [ "$REPORT" = 1 ]; then cp "$BIN_DIR/ckb-probe-soak-report" "$REPORTER"; fi
 PIDS=()        # every background process started here, stopped in reverse order
 NODE_DIR=""
-STOPPING=0
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
   local rc=$? i
-  STOPPING=1
   trap - EXIT INT TERM
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null || true
@@ -145,7 +148,7 @@ CLK_TCK=$(getconf CLK_TCK)
   echo "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
   echo "cpus=$(nproc)"
   echo "mem_total_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
-  echo "os=$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+  echo "os=$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null)"
   echo "ckb_probe_version=$("$PROBE" --version 2>/dev/null || echo unknown)"
   echo "ckb_probe_commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '-dirty')"
   echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
@@ -245,8 +248,8 @@ start_ckb() {
   rpc=$(free_port 28114); p2p=$(free_port $((rpc + 1)))
   prpc=$(free_port $((p2p + 1))); pp2p=$(free_port $((prpc + 1)))
   out=$(CKB_RPC_PORT=$rpc CKB_P2P_PORT=$p2p "$ROOT/scripts/ckb-node.sh" start "$NODE_DIR" | tail -1)
-  eval "$out"
-  CKB_NODE_PID=$CKB_PID
+  eval "$out" # sets CKB_NODE_DIR, CKB_PID, CKB_RPC
+  CKB_NODE_PID=${CKB_PID:?}
   CKB_NODE_RPC=$rpc
   out=$(CKB_PEER_RPC_PORT=$prpc CKB_PEER_P2P_PORT=$pp2p "$ROOT/scripts/ckb-node.sh" peer "$NODE_DIR" "$WORK/peer" | tail -1)
   eval "$out"

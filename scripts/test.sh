@@ -17,6 +17,9 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --release -- -D warnings
 
+step "compose environment: Dockerfile, docker-compose.yml, scripts (no Docker engine needed)"
+./scripts/lint-docker.sh
+
 step "build"
 cargo build --release
 

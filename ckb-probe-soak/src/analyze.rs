@@ -571,12 +571,22 @@ pub struct Overhead {
     /// Average CPU of the control's own ckb-probe while it ran.
     pub probe: Option<Stat>,
     pub windows_with: usize,
+    /// RocksDB calls per second the control made while traced (its probes' NDJSON).
+    pub control_rocksdb_per_sec: Option<f64>,
+    /// All events (RocksDB calls, system calls, network) per second while traced.
+    pub control_events_per_sec: Option<f64>,
 }
 
 impl Overhead {
     /// Target CPU with minus without, in percentage points of one core.
     pub fn delta_pp(&self) -> Option<f64> {
         Some(self.with?.avg - self.without?.avg)
+    }
+
+    /// Target CPU the probes added per traced RocksDB call, µs (every layer's cost included).
+    pub fn us_per_rocksdb_call(&self) -> Option<f64> {
+        let calls = self.control_rocksdb_per_sec.filter(|c| *c > 0.0)?;
+        Some(self.delta_pp()? / 100.0 / calls * 1e6)
     }
 
     pub fn delta_rel_pct(&self) -> Option<f64> {
@@ -587,10 +597,11 @@ impl Overhead {
 
 pub fn overhead(
     run: &Run,
-    kind: &str,
+    k: &KindRun,
     clk_tck: f64,
     start_ms: u64,
 ) -> (Overhead, Vec<(CpuPoint, Window)>) {
+    let kind = k.name.as_str();
     let points = cpu_points(&run.samples, &format!("{kind}.control"), clk_tck, start_ms);
     let labelled: Vec<(CpuPoint, Window)> = points
         .iter()
@@ -617,12 +628,23 @@ pub fn overhead(
         .iter()
         .filter(|p| p.kind == kind && p.event == PhaseEvent::On)
         .count();
+    let (mut secs, mut rocks, mut all) = (0.0, 0u64, 0u64);
+    for r in k.control_runs.iter().flatten() {
+        if r.header.kind == ckb_probe::model::Kind::Interval {
+            let (a, b, c) = report_events(r);
+            secs += r.header.interval_secs;
+            rocks += a;
+            all += a + b + c;
+        }
+    }
     (
         Overhead {
             with: stat(&pick(Window::With)),
             without: stat(&pick(Window::Without)),
             probe: stat(&probe),
             windows_with,
+            control_rocksdb_per_sec: (secs > 0.0).then(|| rocks as f64 / secs),
+            control_events_per_sec: (secs > 0.0).then(|| all as f64 / secs),
         },
         labelled,
     )

@@ -247,6 +247,8 @@ start_ckb() {
   local rpc p2p prpc pp2p
   rpc=$(free_port 28114); p2p=$(free_port $((rpc + 1)))
   prpc=$(free_port $((p2p + 1))); pp2p=$(free_port $((prpc + 1)))
+  # Its own state file: other users of ckb-node.sh on this machine keep theirs.
+  export CKB_NODE_STATE=$WORK/ckb-node-state
   out=$(CKB_RPC_PORT=$rpc CKB_P2P_PORT=$p2p "$ROOT/scripts/ckb-node.sh" start "$NODE_DIR" | tail -1)
   eval "$out" # sets CKB_NODE_DIR, CKB_PID, CKB_RPC
   CKB_NODE_PID=${CKB_PID:?}

@@ -222,7 +222,7 @@ fn draw_panel(
             Style::Dots => chart
                 .draw_series(
                     pts.into_iter()
-                        .map(move |q| Circle::new(q, 2, color.filled())),
+                        .map(move |q| Circle::new(q, 3, color.filled())),
                 )
                 .map_err(err)?
                 .label(s.label.as_str())
@@ -286,7 +286,7 @@ pub fn histogram_cdf(path: &Path, title: &str, buckets: &[(u32, u64)]) -> Result
         .y_desc("calls")
         .x_label_formatter(&label)
         .y_label_formatter(&|v| fmt_tick(10f64.powf(*v)))
-        .x_labels((hi - lo) as usize + 1)
+        .x_labels(((hi - lo) as usize / 2).max(2) + 1)
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
@@ -313,8 +313,9 @@ pub fn histogram_cdf(path: &Path, title: &str, buckets: &[(u32, u64)]) -> Result
     c.configure_mesh()
         .x_desc("latency (bucket upper bound)")
         .y_desc("fraction of calls")
+        .light_line_style(WHITE.mix(0.0))
         .x_label_formatter(&label)
-        .x_labels((hi - lo) as usize + 1)
+        .x_labels(((hi - lo) as usize / 2).max(2) + 1)
         .draw()
         .map_err(err)?;
     let mut acc = 0u64;

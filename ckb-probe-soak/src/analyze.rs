@@ -90,7 +90,8 @@ pub fn cpu_points(samples: &[Sample], role: &str, clk_tck: f64, start_ms: u64) -
                 t1_ms: w[1].t_ms,
                 minute: minutes(w[1].t_ms, start_ms),
                 cpu_pct: ticks as f64 / clk_tck / secs * 100.0,
-                rss_mb: w[1].rss_kb as f64 / 1024.0,
+                // /proc reports kB (KiB); MB here are 10^6 bytes, the unit of P-2 and S-2.
+                rss_mb: w[1].rss_kb as f64 * 1024.0 / 1e6,
             }
         })
         .collect()
@@ -776,6 +777,6 @@ mod tests {
         );
         assert_eq!(p.len(), 1);
         assert!((p[0].cpu_pct - 5.0).abs() < 1e-9);
-        assert_eq!(p[0].rss_mb, 2.0);
+        assert_eq!(p[0].rss_mb, 2048.0 * 1024.0 / 1e6);
     }
 }

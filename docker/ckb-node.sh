@@ -4,11 +4,13 @@
 #   dev      a local dev chain that mines by itself (Dummy PoW, one block every CKB_MINER_DELAY_MS),
 #            so RocksDB is busy from the first minute without any peer;
 #   testnet  the public testnet (Pudge): a real initial block download from public peers.
-# The data directory is the image's /var/lib/ckb (a named volume in the compose file).
+# The data directory is the image's /var/lib/ckb (a named volume in the compose file);
+# CKB_DATA_DIR overrides it (to try this script on a host).
 set -eu
 CHAIN=${CKB_CHAIN:-dev}
 DELAY=${CKB_MINER_DELAY_MS:-1000}
-cd /var/lib/ckb
+mkdir -p "${CKB_DATA_DIR:-/var/lib/ckb}"
+cd "${CKB_DATA_DIR:-/var/lib/ckb}"
 
 case "$CHAIN" in
   dev | testnet) ;;
@@ -18,10 +20,8 @@ esac
 if [ ! -f ckb.toml ]; then
   # The block assembler's lock arg is a fixed test key: dev-chain rewards are worthless.
   ckb init --chain "$CHAIN" --ba-arg 0xc8328aabcd9b9e8e64fbc566c4385c3bdeb219d7 --ba-message 0x
-  # RPC on every interface of this network namespace: the ckb-probe sidecar shares it and reads
-  # the node's version and tip from 127.0.0.1:8114; nothing is published outside but the
-  # exporter's port.
-  sed -i 's/^listen_address = "127.0.0.1:8114"/listen_address = "0.0.0.0:8114"/' ckb.toml
+  # The RPC stays on init's 127.0.0.1:8114: the ckb-probe sidecar shares this network namespace
+  # and reads the node's version and tip there; nothing but the exporter's port is published.
   if [ "$CHAIN" = dev ]; then
     # Mining needs the Miner RPC module (in `init`'s defaults; added if a version drops it).
     grep -q '"Miner"' ckb.toml || sed -i 's/^modules = \[/modules = ["Miner", /' ckb.toml

@@ -195,3 +195,41 @@ fn short_soak_run_reports_what_the_run_recorded() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+#[test]
+fn bad_arguments_are_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("never");
+    let out_s = out.display().to_string();
+    for args in [
+        vec!["--duration", "30", "--out", &out_s],
+        vec!["--duration", "120"],
+        vec!["--duration", "120", "--out", &out_s, "--target", "mainnet"],
+        vec![
+            "--duration",
+            "120",
+            "--out",
+            &out_s,
+            "--storm-every",
+            "10",
+            "--storm-secs",
+            "15",
+        ],
+        vec!["--bogus"],
+    ] {
+        let o = Command::new(workspace_root().join("scripts/soak.sh"))
+            .args(&args)
+            .env("SOAK_NO_BUILD", "1")
+            .output()
+            .expect("run soak.sh");
+        assert_eq!(o.status.code(), Some(2), "{args:?} accepted");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("soak: error:"));
+        assert!(!out.exists(), "{args:?} created the output directory");
+    }
+    let help = Command::new(workspace_root().join("scripts/soak.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--duration SECS"));
+}

@@ -150,8 +150,15 @@ pub fn generate(run: &Run) -> Result<Summary> {
         verdict: Verdict::of(s3_ok),
     });
     checks.push(Check {
+        id: "S-4".into(),
+        kind: "—".into(),
+        threshold: "recovery when the monitored process restarts".into(),
+        measured: "not part of the soak run (its targets are not restarted during it)".into(),
+        verdict: Verdict::NotMeasured,
+    });
+    checks.push(Check {
         id: "P-4".into(),
-        kind: "ckb".into(),
+        kind: "—".into(),
         threshold: "block sync speed degradation < 1 % over a 2 h IBD".into(),
         measured: "not part of the soak run (needs a 2 h initial block download of a public chain)"
             .into(),

@@ -269,10 +269,14 @@ start_ckb() {
   log "ckb: node pid $CKB_NODE_PID (probe pid $CKBP_PID), control peer pid $CKB_CONTROL_PID"
 }
 
+# The node's tip (decimal), or nothing when its RPC does not answer.
 tip_of() {
-  curl -s --max-time 2 -H 'content-type: application/json' \
+  local hex
+  # (the response has no trailing newline: keep it in a variable, `read` would report EOF)
+  hex=$(curl -s --max-time 2 -H 'content-type: application/json' \
     -d '{"jsonrpc":"2.0","id":1,"method":"get_tip_block_number","params":[]}' "http://127.0.0.1:$1/" 2>/dev/null |
-    sed -n 's/.*"result":"0x\([0-9a-fA-F]*\)".*/\1/p' | { read -r h && echo $((16#$h)) || echo ""; }
+    sed -n 's/.*"result":"0x\([0-9a-fA-F]*\)".*/\1/p') || true
+  if [ -n "$hex" ]; then echo $((16#$hex)); fi
 }
 
 # ---------------------------------------------------------------- control windows (P-1)

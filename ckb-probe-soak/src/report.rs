@@ -15,6 +15,17 @@ use crate::chart::{self, Panel, Series};
 use crate::data::{KindRun, Run, epoch_of};
 
 /// Pass, fail, or not measured by this run.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signed_zero_has_no_sign() {
+        assert_eq!(super::signed(-0.0001, 3), "0.000");
+        assert_eq!(super::signed(0.0004, 3), "0.000");
+        assert_eq!(super::signed(0.012, 3), "+0.012");
+        assert_eq!(super::signed(-1.5, 2), "-1.50");
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -90,6 +101,24 @@ fn f1(v: f64) -> String {
 
 fn f2(v: f64) -> String {
     format!("{v:.2}")
+}
+
+/// Signed, with a rounded-away sign for values that print as zero (no "-0.000").
+fn signed(v: f64, digits: usize) -> String {
+    let s = format!("{v:+.digits$}");
+    if s[1..].chars().all(|c| c == '0' || c == '.') {
+        format!("{:.digits$}", 0.0)
+    } else {
+        s
+    }
+}
+
+fn signed3(v: f64) -> String {
+    signed(v, 3)
+}
+
+fn signed2(v: f64) -> String {
+    signed(v, 2)
 }
 
 fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
@@ -418,11 +447,13 @@ fn kind_section(run: &Run, k: &KindRun, charts: &Path) -> Result<KindOut> {
         kind: name.into(),
         threshold: "RSS growth ≤ 5 MB over 48 h".into(),
         measured: format!(
-            "slope {} MB/h after the first {:.0} min ({} MB/h over the whole run) → {} MB per 48 h",
-            opt(rss.slope_steady, |v| format!("{v:+.3}")),
+            "slope {} MB/h after the first {:.0} min ({} MB/h over the whole run) → {} MB per 48 h; RSS {:.2} MB at the first sample, {:.2} MB at the last",
+            opt(rss.slope_steady, signed3),
             rss.settle_minutes,
-            opt(rss.slope_all, |v| format!("{v:+.3}")),
-            opt(rss.growth_48h(), |v| format!("{v:+.2}")),
+            opt(rss.slope_all, signed3),
+            opt(rss.growth_48h(), signed2),
+            rss.first_mb,
+            rss.last_mb,
         ),
         verdict: match rss.growth_48h() {
             Some(g) => Verdict::of(g <= S2_MAX_GROWTH_MB_48H),
@@ -507,7 +538,7 @@ fn kind_section(run: &Run, k: &KindRun, charts: &Path) -> Result<KindOut> {
             Panel {
                 title: format!(
                     "ckb-probe RSS (slope {} MB/h after {:.0} min)",
-                    opt(rss.slope_steady, |v| format!("{v:+.3}")),
+                    opt(rss.slope_steady, signed3),
                     rss.settle_minutes
                 ),
                 y_label: "MB".into(),
@@ -1071,7 +1102,11 @@ fn reproduction(run: &Run, md: &mut String) {
         ("started_utc", "started"),
         ("ended_utc", "ended"),
     ] {
-        let _ = writeln!(md, "| {label} | {} |", e.text(k));
+        let v = match (k, e.get(k)) {
+            ("ckb_version", None) => "none (no CKB node in this run)",
+            _ => e.text(k),
+        };
+        let _ = writeln!(md, "| {label} | {v} |");
     }
     let _ = writeln!(
         md,

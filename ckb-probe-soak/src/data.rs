@@ -101,7 +101,6 @@ pub struct Tip {
 #[derive(Debug)]
 pub struct KindRun {
     pub name: String,
-    pub dir: PathBuf,
     /// The subject's ckb-probe reports, interval reports in order.
     pub intervals: Vec<Report>,
     /// Its final summary report (absent if the probe died).
@@ -117,7 +116,6 @@ pub struct KindRun {
     /// Wall-clock start of the testbed's measured phase.
     pub measured_start_ms: Option<u64>,
     pub tips: Vec<Tip>,
-    pub ckb_version: Option<String>,
     /// Reports of the alternating control probes (one Vec per window).
     pub control_runs: Vec<Vec<Report>>,
 }
@@ -351,9 +349,7 @@ fn load_kind(root: &Path, name: &str) -> Result<Option<KindRun>> {
         tips: read_opt(&dir.join("tips.csv"))
             .map(|t| parse_tips(&t))
             .unwrap_or_default(),
-        ckb_version: read_opt(&dir.join("version.txt")).map(|t| t.trim().to_string()),
         control_runs,
-        dir,
     }))
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::analyze::{self, *};
 use crate::chart::{self, Panel, Series};
-use crate::data::{KindRun, Run, epoch_of};
+use crate::data::{KindRun, Run};
 
 /// Pass, fail, or not measured by this run.
 #[cfg(test)]
@@ -1147,15 +1147,4 @@ fn reproduction(run: &Run, md: &mut String) {
         md,
         "The report is regenerated from the run directory with `target/release/ckb-probe-soak-report --dir DIR`."
     );
-}
-
-/// For `epoch_of` users outside: the run's wall-clock start.
-pub fn run_start_epoch(run: &Run) -> Option<f64> {
-    run.env.num("run_start_ms").map(|v| v / 1000.0).or_else(|| {
-        run.kinds
-            .first()?
-            .intervals
-            .first()
-            .and_then(|r| epoch_of(&r.header.timestamp))
-    })
 }

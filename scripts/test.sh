@@ -22,6 +22,9 @@ step "licences, banned crates and sources (cargo deny, deny.toml)"
 # machines and CI reach the package registries only, so that check would fail at the fetch.
 cargo deny check --hide-inclusion-graph licenses bans sources
 
+step "compose environment: Dockerfile, docker-compose.yml, scripts (no Docker engine needed)"
+./scripts/lint-docker.sh
+
 step "build"
 cargo build --release
 

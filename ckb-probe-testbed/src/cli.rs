@@ -49,6 +49,15 @@ pub struct Args {
     #[arg(long, value_name = "SECS", requires = "storm_after", value_parser = positive_secs)]
     pub storm_secs: Option<f64>,
 
+    /// Repeat the storm every SECS (start to start), for soak runs with periodic storms.
+    #[arg(long, value_name = "SECS", requires = "storm_after", value_parser = positive_secs)]
+    pub storm_every: Option<f64>,
+
+    /// Do not keep every call's latency for the percentiles of the ground truth (`latency_ns` is
+    /// then empty): memory stays flat on runs of hours, where the samples would take gigabytes.
+    #[arg(long)]
+    pub no_latency_samples: bool,
+
     /// Print `READY pid=<pid>`, then wait for this file to exist before the measured phase.
     #[arg(long, value_name = "PATH")]
     pub start_file: Option<PathBuf>,
@@ -71,11 +80,62 @@ pub struct Args {
 }
 
 impl Args {
-    /// The storm window `[start, end)` in seconds since the start of the measured phase.
+    /// The storm schedule, after checking that storms do not overlap.
+    pub fn storms(&self) -> Result<Option<Storms>, String> {
+        let Some((from, to)) = self.storm_window() else {
+            return Ok(None);
+        };
+        if let Some(every) = self.storm_every
+            && every <= to - from
+        {
+            return Err(format!(
+                "--storm-every {every} must be longer than --storm-secs {}",
+                to - from
+            ));
+        }
+        Ok(Some(Storms {
+            after: from,
+            secs: to - from,
+            every: self.storm_every,
+        }))
+    }
+
+    /// The (first) storm window `[start, end)` in seconds since the start of the measured phase.
     pub fn storm_window(&self) -> Option<(f64, f64)> {
         match (self.storm_after, self.storm_secs) {
             (Some(after), Some(secs)) => Some((after, after + secs)),
             _ => None,
+        }
+    }
+}
+
+/// When storms happen, in seconds since the start of the measured phase: `[after, after + secs)`,
+/// repeated every `every` seconds when set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Storms {
+    pub after: f64,
+    pub secs: f64,
+    pub every: Option<f64>,
+}
+
+impl Storms {
+    /// Whether second `t` of the measured phase is inside a storm.
+    pub fn contains(&self, t: f64) -> bool {
+        if t < self.after {
+            return false;
+        }
+        let into = match self.every {
+            Some(every) => (t - self.after) % every,
+            None => t - self.after,
+        };
+        into < self.secs
+    }
+
+    /// The end of the last storm (never, for periodic storms).
+    pub fn last_end(&self) -> f64 {
+        match self.every {
+            Some(_) => f64::INFINITY,
+            None => self.after + self.secs,
         }
     }
 }
@@ -130,6 +190,33 @@ mod tests {
         assert!(a.storm_window().is_none());
         let a = Args::try_parse_from(["t", "--storm-after", "2", "--storm-secs", "3"]).unwrap();
         assert_eq!(a.storm_window(), Some((2.0, 5.0)));
+        let s = a.storms().unwrap().unwrap();
+        assert!(!s.contains(1.9) && s.contains(2.0) && s.contains(4.9) && !s.contains(5.0));
+        assert!(!s.contains(12.5));
+        let a = Args::try_parse_from([
+            "t",
+            "--storm-after",
+            "2",
+            "--storm-secs",
+            "3",
+            "--storm-every",
+            "10",
+        ])
+        .unwrap();
+        let s = a.storms().unwrap().unwrap();
+        assert!(s.contains(2.0) && !s.contains(5.0) && s.contains(12.5) && !s.contains(15.5));
+        assert!(s.contains(1002.0) && s.last_end().is_infinite());
+        let a = Args::try_parse_from([
+            "t",
+            "--storm-after",
+            "2",
+            "--storm-secs",
+            "3",
+            "--storm-every",
+            "3",
+        ])
+        .unwrap();
+        assert!(a.storms().is_err(), "overlapping storms accepted");
         for bad in [
             &["t", "--threads", "0"][..],
             &["t", "--hit-ratio", "1.5"],
@@ -139,6 +226,7 @@ mod tests {
             &["t", "--key-size", "4"],
             &["t", "--storm-after", "1"],
             &["t", "--storm-secs", "1"],
+            &["t", "--storm-every", "10"],
             &["t", "--max-iterations", "0"],
             &["t", "--bogus"],
         ] {

@@ -49,6 +49,11 @@ pub fn run(mode: LinkMode) -> ExitCode {
         // Prints usage or the error; exit status 0 for --help/--version, 2 for bad flags.
         Err(e) => e.exit(),
     };
+    if let Err(msg) = args.storms() {
+        // Same status as clap's own rejections: a bad combination of flags.
+        eprintln!("ckb-probe-testbed: error: {msg}");
+        return ExitCode::from(2);
+    }
     match run_with(&args, mode) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -138,7 +143,7 @@ fn run_with(args: &Args, mode: LinkMode) -> Result<()> {
         hit_ratio: args.hit_ratio,
         max_iterations: args.max_iterations,
         interval: (args.rate > 0.0).then(|| f64::from(args.threads) / args.rate),
-        storm: args.storm_window(),
+        storm: args.storms().ok().flatten(),
         start,
         deadline: start + Duration::from_secs_f64(args.duration),
     };
@@ -150,6 +155,7 @@ fn run_with(args: &Args, mode: LinkMode) -> Result<()> {
     let storm = args.storm_window().map(|(from, to)| StormTruth {
         after_secs: from,
         secs: to - from,
+        every_secs: args.storm_every,
         normal: truth::phase_means(&merged.phase[0]),
         storm: truth::phase_means(&merged.phase[1]),
     });
@@ -176,8 +182,10 @@ fn run_with(args: &Args, mode: LinkMode) -> Result<()> {
 /// thread's stats and the measured duration.
 fn measured_phase(sh: &Shared<'_>, args: &Args) -> (Vec<ThreadStats>, Duration) {
     let done = AtomicBool::new(false);
-    let worker_stats: Vec<ThreadStats> = (0..args.threads).map(|_| ThreadStats::new()).collect();
-    let compactor_stats = ThreadStats::new();
+    let worker_stats: Vec<ThreadStats> = (0..args.threads)
+        .map(|_| ThreadStats::with_latencies(!args.no_latency_samples))
+        .collect();
+    let compactor_stats = ThreadStats::with_latencies(!args.no_latency_samples);
     let mut lives: Vec<Arc<Live>> = worker_stats.iter().map(|s| Arc::clone(&s.live)).collect();
     lives.push(Arc::clone(&compactor_stats.live));
 
@@ -265,10 +273,7 @@ fn monitor(sh: &Shared<'_>, done: &AtomicBool, lives: &[Arc<Live>]) {
             std::thread::sleep(Duration::from_millis(10));
         }
         let cur = snapshot();
-        let storm = sh.storm.is_some_and(|(from, to)| {
-            let mid = second as f64 - 0.5;
-            mid >= from && mid < to
-        });
+        let storm = sh.storm.is_some_and(|s| s.contains(second as f64 - 0.5));
         let mut line = format!("[testbed] t={second:>3}s iters={:>6}", cur.0 - prev.0);
         for (c, name) in CAT_NAMES.iter().enumerate() {
             let n = cur.2[c] - prev.2[c];

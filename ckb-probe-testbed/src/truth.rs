@@ -164,6 +164,8 @@ pub struct ThreadStats {
     pub phase: [[PhaseLat; NUM_CATS]; 2],
     pub in_storm: bool,
     pub live: Arc<Live>,
+    /// Whether `record` keeps each latency (for the ground truth's percentiles).
+    pub keep_latencies: bool,
 }
 
 impl Default for ThreadStats {
@@ -186,6 +188,15 @@ impl ThreadStats {
             phase: [[PhaseLat::default(); NUM_CATS]; 2],
             in_storm: false,
             live: Arc::new(Live::default()),
+            keep_latencies: true,
+        }
+    }
+
+    /// As `new`, keeping each call's latency or not.
+    pub fn with_latencies(keep: bool) -> ThreadStats {
+        ThreadStats {
+            keep_latencies: keep,
+            ..ThreadStats::new()
         }
     }
 
@@ -207,7 +218,9 @@ impl ThreadStats {
         self.count(f, cf, outcome);
         let fs = &mut self.funcs[f as usize];
         fs.per_cf[cf].bytes += bytes;
-        fs.latencies.push(ns);
+        if self.keep_latencies {
+            fs.latencies.push(ns);
+        }
         if let Some(cat) = f.cat() {
             let p = &mut self.phase[usize::from(self.in_storm)][cat as usize];
             p.sum_ns += ns;
@@ -274,6 +287,9 @@ pub struct PhaseMeans {
 pub struct StormTruth {
     pub after_secs: f64,
     pub secs: f64,
+    /// Period of repeated storms (start to start), when `--storm-every` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<f64>,
     /// Mean latency per category outside and inside the storm window.
     pub normal: BTreeMap<&'static str, PhaseMeans>,
     pub storm: BTreeMap<&'static str, PhaseMeans>,

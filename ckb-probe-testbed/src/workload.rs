@@ -61,15 +61,15 @@ pub struct Shared<'a> {
     pub max_iterations: Option<u64>,
     /// Seconds between two iterations of one thread; `None` = unthrottled.
     pub interval: Option<f64>,
-    pub storm: Option<(f64, f64)>,
+    pub storm: Option<crate::cli::Storms>,
     pub start: Instant,
     pub deadline: Instant,
 }
 
 impl Shared<'_> {
-    fn in_storm(&self, now: Instant) -> bool {
+    pub fn in_storm(&self, now: Instant) -> bool {
         let t = now.saturating_duration_since(self.start).as_secs_f64();
-        self.storm.is_some_and(|(from, to)| t >= from && t < to)
+        self.storm.is_some_and(|s| s.contains(t))
     }
 
     fn stop_requested() -> bool {
@@ -693,7 +693,7 @@ impl Worker<'_, '_> {
 /// The storm's compaction thread: full-range manual compactions of the CKB column families, one
 /// after the other, while the storm lasts. `done` is set once the workers have finished.
 pub fn run_compactor(sh: &Shared<'_>, done: &AtomicBool, mut st: ThreadStats) -> ThreadStats {
-    let Some((_, storm_end)) = sh.storm else {
+    let Some(storm_end) = sh.storm.map(|s| s.last_end()) else {
         return st;
     };
     st.in_storm = true;

@@ -438,7 +438,11 @@ fn kprobe_fallback_is_refused_cleanly_without_kprobes() {
     while after() > before && std::time::Instant::now() < deadline {
         thread::sleep(Duration::from_millis(200));
     }
-    assert!(after() <= before, "leftover programs: {:?}", loaded_prog_names());
+    assert!(
+        after() <= before,
+        "leftover programs: {:?}",
+        loaded_prog_names()
+    );
 }
 
 /// SIGINT ends a run cleanly: exit 0, a summary, and none of the net programs stay loaded.

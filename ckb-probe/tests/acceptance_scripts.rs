@@ -99,7 +99,7 @@ fn demo_stress_alerts_within_15_seconds() {
 
 #[test]
 fn demo_check_and_normal_on_a_real_node() {
-    let node = CkbNode::start(18314, 18315);
+    let node = CkbNode::start();
     let pid = node.pid.to_string();
     let out = passes("demo-check.sh", script("demo-check.sh", &["--pid", &pid]));
     assert!(out.contains("CKB version in the binary"), "{out}");

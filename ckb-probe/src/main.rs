@@ -33,6 +33,8 @@ enum Command {
     Net(cmd::net::Args),
     /// Trace the system calls of a CKB node per thread role: rates, errors, latency, I/O sizes.
     Syscall(cmd::syscall::Args),
+    /// All layers on one interactive screen (TUI): Overview, RocksDB, Network and Syscall tabs.
+    Overview(cmd::overview::Args),
     /// Show a recording (`--record FILE` or `--json` output) again: tables or NDJSON.
     Replay(cmd::replay::Args),
 }
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Net(a) => cmd::net::run(a),
         Command::Syscall(a) => cmd::syscall::run(a),
         Command::Replay(a) => cmd::replay::run(a),
+        Command::Overview(a) => cmd::overview::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 pub mod check;
 pub mod net;
+pub mod overview;
 pub mod replay;
 pub mod rocksdb;
 pub mod runner;

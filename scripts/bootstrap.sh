@@ -15,6 +15,8 @@ APT_PACKAGES=(
   bpftool jq curl procps iproute2
   # An independent second probe for cross-checking counts on the real node.
   bpftrace
+  # A real terminal for the `overview` TUI's end-to-end tests (send-keys, capture-pane).
+  tmux
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

@@ -604,7 +604,11 @@ fn rocks_quadrant(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(b, area);
     let [table, status] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
-    let mut g = Grid::new(&["Op", "QPS", "P99(μs)", "QPS history"], &[1, 2], 3);
+    let mut g = Grid::new(
+        &["Op", "QPS", "P99(μs)", "QPS trend", "P99 trend"],
+        &[1, 2],
+        4,
+    );
     let ops = app.ops();
     for op in &ops {
         let o = op_or_default(r, *op);
@@ -612,6 +616,7 @@ fn rocks_quadrant(app: &App, f: &mut Frame, area: Rect) {
             op.name().to_string(),
             thousands(o.qps.round() as u64),
             us(o.p99_us),
+            String::new(),
             String::new(),
         ]);
     }
@@ -621,15 +626,30 @@ fn rocks_quadrant(app: &App, f: &mut Frame, area: Rect) {
 }
 
 /// Fills a grid's last column with each operation's QPS history, as wide as it gets.
+/// Fills a grid's last two columns ("QPS trend", "P99 trend") with each operation's history,
+/// sharing what is left of the width; too narrow for both, only QPS.
 fn sparks(g: &mut Grid, app: &App, ops: &[Op], inner: u16) {
-    let w = g.fill_width(inner);
+    let (qcol, pcol) = (g.fill - 1, g.fill);
+    // Both columns together, with the space between them (the QPS one is as wide as its
+    // header so far: its cells are still empty).
+    let head = g.width(qcol) as usize;
+    let both = g.fill_width(inner) + head + 1;
+    let (qw, pw) = if both > 2 * head {
+        (both / 2, both - both / 2 - 1)
+    } else {
+        g.hidden.push(pcol);
+        g.fill = qcol;
+        (both, 0)
+    };
     let hist = &app.data().history;
     for (row, op) in g.rows.iter_mut().zip(ops) {
-        if let (Some(cell), Some(s)) = (row.last_mut(), hist.series(op.name())) {
-            *cell = spark(s.qps.iter().copied(), w);
+        if let Some(s) = hist.series(op.name()) {
+            row[qcol] = spark(s.qps.iter().copied(), qw);
+            row[pcol] = spark(s.p99_us.iter().map(|v| v.unwrap_or(0.0)), pw);
         }
     }
-    g.styles.push((g.fill, GOOD));
+    g.styles.push((qcol, GOOD));
+    g.styles.push((pcol, WARN));
 }
 
 fn sys_quadrant(app: &App, f: &mut Frame, area: Rect) {
@@ -748,10 +768,11 @@ fn op_table(app: &App, r: &model::RocksSection, ops: &[Op], f: &mut Frame, area:
             "P99(μs)",
             "Bytes/s",
             "Errors",
-            "QPS history",
+            "QPS trend",
+            "P99 trend",
         ],
         &[1, 2, 3, 4, 5, 6],
-        7,
+        8,
     );
     g.marked = true;
     for &op in ops {
@@ -768,6 +789,7 @@ fn op_table(app: &App, r: &model::RocksSection, ops: &[Op], f: &mut Frame, area:
                 "—".into()
             },
             thousands(o.errors),
+            String::new(),
             String::new(),
         ]);
     }

@@ -188,7 +188,7 @@ fn overview_tab_shows_the_four_quadrants() {
     // The RocksDB quadrant, top right: each operation with its QPS and P99 under the
     // headers.
     let rk = r.rocksdb.as_ref().unwrap();
-    let qhead = line_with(&s, &["│Op", "QPS", "P99(μs)", "QPS history"]);
+    let qhead = line_with(&s, &["│Op", "QPS", "P99(μs)", "QPS trend"]);
     for op in ["GET", "PUT", "WRITE", "DELETE", "ITER_SEEK"] {
         let o = rk.stats.operations.get(op).unwrap();
         let qps = thousands(o.qps.round() as u64);
@@ -254,6 +254,8 @@ fn rocksdb_tab_shows_operations_histogram_history_slow_log_and_column_families()
                 assert_under(head, &["Op", title], row, &values);
             }
         }
+        // Each operation's QPS and P99 over the last intervals, as sparklines.
+        line_with(&s, &["Errors", "QPS trend", "P99 trend"]);
         // GET is selected: marked, and the histogram and history follow it.
         assert!(line_with(&s, &["GET "]).contains("│›GET"));
         let total: u64 = rk.histograms["GET"].iter().map(|b| b.count).sum();

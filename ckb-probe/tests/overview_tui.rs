@@ -372,8 +372,9 @@ fn overview_target_exit_detaches_at_once_and_waits_for_q() {
     assert!(number_after(&s, "Peers ").is_some_and(|n| n >= 4), "{s}");
 
     // The netbed lingers 6 s, then exits.
-    let s = tmux.wait_for(&["ENDED", "Target exited"], Duration::from_secs(30));
-    assert!(s.contains("probes detached; q quits"), "{s}");
+    tmux.wait_for(&["ENDED", "Target exited"], Duration::from_secs(30));
+    // Detaching runs beside the screen (the kernel may take seconds); then it says so.
+    tmux.wait_for(&["probes detached; q quits"], Duration::from_secs(60));
     assert_eq!(
         tmux.format("#{alternate_on}"),
         "1",

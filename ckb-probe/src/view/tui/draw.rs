@@ -11,7 +11,8 @@ use ratatui::{
     style::{Color, Modifier, Style},
     text::{Line, Span},
     widgets::{
-        Block, BorderType, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
+        Block, BorderType, Cell, Clear, Paragraph, RenderDirection, Row, Sparkline, Table,
+        TableState, Tabs, Wrap,
     },
 };
 
@@ -421,12 +422,20 @@ fn footer(app: &App, f: &mut Frame, area: Rect) {
     let health = Line::from(health).right_aligned();
     let left_line = match (&app.ended, app.paused) {
         (Some(e), _) => Line::from(Span::styled(
-            match e.end {
-                End::TargetExited => {
-                    format!(" Target exited {}; probes detached; q quits", e.time)
+            format!(
+                " {} {}; {}",
+                if e.end == End::TargetExited {
+                    "Target exited"
+                } else {
+                    "Run ended"
+                },
+                e.time,
+                if e.detached {
+                    "probes detached; q quits"
+                } else {
+                    "detaching probes…"
                 }
-                _ => format!(" Run ended {}; probes detached; q quits", e.time),
-            },
+            ),
             BAD,
         )),
         (None, true) => Line::from(Span::styled(
@@ -695,27 +704,53 @@ fn sys_quadrant(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
-fn event_lines(d: &Data, height: usize) -> Vec<Line<'static>> {
-    let skip = d.log.entries.len().saturating_sub(height);
-    d.log
-        .entries
-        .iter()
-        .skip(skip)
-        .map(|e| {
-            let style = match e.level {
-                Level::Info => DIM,
-                Level::Net => Style::default(),
-                Level::Alert => BAD,
-                Level::Clear => GOOD,
-                Level::Warn => WARN,
-            };
-            Line::from(vec![
-                Span::styled(format!("{} ", e.time), DIM),
-                Span::styled(format!("{:<5} ", e.level.tag()), style),
-                Span::styled(e.text.clone(), style),
-            ])
-        })
-        .collect()
+/// The newest log entries that fit `height` rows of `width` columns, oldest first. Alerts
+/// and warnings wrap (their text is the point); notes and connection events take one row.
+fn event_lines(d: &Data, height: usize, width: usize) -> Vec<Line<'static>> {
+    let mut blocks: Vec<Vec<Line<'static>>> = Vec::new();
+    let mut used = 0;
+    for e in d.log.entries.iter().rev() {
+        if used >= height {
+            break;
+        }
+        let style = match e.level {
+            Level::Info => DIM,
+            Level::Net => Style::default(),
+            Level::Alert => BAD,
+            Level::Clear => GOOD,
+            Level::Warn => WARN,
+        };
+        let lead = format!("{} {:<5} ", e.time, e.level.tag());
+        let wrap = matches!(e.level, Level::Alert | Level::Warn);
+        let first_w = width.saturating_sub(lead.chars().count()).max(1);
+        let chars: Vec<char> = e.text.chars().collect();
+        let mut lines = vec![Line::from(vec![
+            Span::styled(lead, DIM),
+            Span::styled(
+                chars[..chars.len().min(first_w)].iter().collect::<String>(),
+                style,
+            ),
+        ])];
+        if wrap {
+            // Continuation rows, indented by two.
+            let rest_w = width.saturating_sub(2).max(1);
+            for chunk in chars.get(first_w..).unwrap_or(&[]).chunks(rest_w) {
+                lines.push(Line::from(Span::styled(
+                    format!("  {}", chunk.iter().collect::<String>()),
+                    style,
+                )));
+            }
+        }
+        // The newest entry is shown even when it alone is taller than the pane.
+        if used + lines.len() > height && !blocks.is_empty() {
+            break;
+        }
+        used += lines.len();
+        blocks.push(lines);
+    }
+    let mut out: Vec<Line<'static>> = blocks.into_iter().rev().flatten().collect();
+    out.truncate(height);
+    out
 }
 
 fn event_quadrant(d: &Data, f: &mut Frame, area: Rect) {
@@ -726,7 +761,10 @@ fn event_quadrant(d: &Data, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new(Span::styled("(none yet)", DIM)), inner);
         return;
     }
-    f.render_widget(Paragraph::new(event_lines(d, inner.height as usize)), inner);
+    f.render_widget(
+        Paragraph::new(event_lines(d, inner.height as usize, inner.width as usize)),
+        inner,
+    );
 }
 
 // ---------------------------------------------------------------- RocksDB tab
@@ -839,7 +877,16 @@ fn op_history(app: &App, op: Op, f: &mut Frame, area: Rect) {
         .skip(tail(s.qps.len()))
         .map(|v| (v * 10.0).round() as u64)
         .collect();
-    f.render_widget(Sparkline::default().data(&qdata).style(GOOD), qs);
+    // Newest at the right edge, like the trend columns: the data goes newest first and is
+    // drawn from the right.
+    let qdata: Vec<u64> = qdata.into_iter().rev().collect();
+    f.render_widget(
+        Sparkline::default()
+            .data(&qdata)
+            .direction(RenderDirection::RightToLeft)
+            .style(GOOD),
+        qs,
+    );
     f.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled("P99 ", HEAD),
@@ -853,10 +900,12 @@ fn op_history(app: &App, op: Op, f: &mut Frame, area: Rect) {
         .iter()
         .skip(tail(s.p99_us.len()))
         .map(|v| v.map(|v| (v * 10.0).round() as u64))
+        .rev()
         .collect();
     f.render_widget(
         Sparkline::default()
             .data(pdata)
+            .direction(RenderDirection::RightToLeft)
             .style(WARN)
             .absent_value_symbol(" "),
         ps,

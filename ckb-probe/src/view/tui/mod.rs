@@ -116,6 +116,9 @@ pub struct Ended {
     pub end: End,
     /// `HH:MM:SS` (UTC).
     pub time: String,
+    /// Whether the probes are detached yet (the kernel can take seconds to release
+    /// tracepoints on a busy machine).
+    pub detached: bool,
 }
 
 /// Something that happened.
@@ -128,8 +131,10 @@ pub enum Msg {
     Resize,
     /// A line ckb-probe's own diagnostics wrote while the screen was taken.
     Log(String),
-    /// The run is over and its probes are detached.
+    /// The run is over (its last reports are in); the probes are being detached.
     Ended(End),
+    /// The probes are detached.
+    Detached,
 }
 
 /// What the loop must do after an update.
@@ -217,16 +222,28 @@ impl App {
             Msg::Ended(end) => {
                 let time = now_hms();
                 let text = match end {
-                    End::TargetExited => format!("target PID {} exited; probes detached", self.pid),
-                    End::Duration => "the --duration is over; probes detached".to_string(),
-                    End::Count => "the --count of reports is reached; probes detached".to_string(),
-                    End::Signal => "stopped; probes detached".to_string(),
+                    End::TargetExited => format!("target PID {} exited", self.pid),
+                    End::Duration => "the --duration is over".to_string(),
+                    End::Count => "the --count of reports is reached".to_string(),
+                    End::Signal => "stopped".to_string(),
                 };
                 self.live.log.push(time.clone(), Level::Warn, text);
                 // Nothing moves any more: show the final state.
                 self.frozen = None;
                 self.paused = false;
-                self.ended = Some(Ended { end, time });
+                self.ended = Some(Ended {
+                    end,
+                    time,
+                    detached: false,
+                });
+            }
+            Msg::Detached => {
+                if let Some(e) = &mut self.ended {
+                    e.detached = true;
+                }
+                self.live
+                    .log
+                    .push(now_hms(), Level::Info, "probes detached".to_string());
             }
             Msg::Resize => {}
             Msg::Key(k) => return self.key(k),

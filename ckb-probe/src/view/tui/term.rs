@@ -289,12 +289,23 @@ pub fn run(
         }
     }
     sink(&session.finish(end)?)?;
-    // Detaches every probe now, not when the user gets round to quitting.
-    drop(session);
+    // Detach every probe now, not when the user gets round to quitting, and on a thread of
+    // its own: closing tracepoint events waits for the kernel (event_mutex, RCU grace
+    // periods), which takes seconds on a busy machine, and the screen must stay responsive.
+    let detach = std::thread::Builder::new()
+        .name("detach".into())
+        .spawn(move || drop(session))
+        .context("starting the detach thread")?;
     if let Exit::Ended(end) = exit {
         app.update(Msg::Ended(end));
         let mut dirty = true;
+        let mut detached = false;
         loop {
+            if !detached && detach.is_finished() {
+                detached = true;
+                app.update(Msg::Detached);
+                dirty = true;
+            }
             for line in capture.as_mut().map(Capture::lines).unwrap_or_default() {
                 app.update(Msg::Log(line));
                 dirty = true;
@@ -306,7 +317,8 @@ pub fn run(
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            if event::poll(ENDED).context("reading the keyboard")? {
+            let wait = if detached { ENDED } else { IDLE };
+            if event::poll(wait).context("reading the keyboard")? {
                 if input(&mut app)? == Control::Quit {
                     break;
                 }
@@ -323,5 +335,12 @@ pub fn run(
     for line in late {
         eprintln!("{line}");
     }
+    // The terminal is back; the probes are detached before the command says so.
+    if !detach.is_finished() {
+        eprintln!("ckb-probe: detaching probes ...");
+    }
+    detach
+        .join()
+        .map_err(|_| anyhow::anyhow!("detaching the probes panicked"))?;
     Ok(exit)
 }

@@ -577,9 +577,22 @@ fn the_end_of_the_run_is_said_and_waits_for_q() {
     let s = screen(&app, 80, 24);
     assert_has(&s, "ENDED");
     assert_has(&s, "Target exited");
+    assert_has(&s, "detaching probes…");
+    app.update(Msg::Detached);
+    let s = screen(&app, 80, 24);
     assert_has(&s, "probes detached; q quits");
-    let said = format!("target PID {} exited; probes detached", app.pid);
-    assert!(app.data().log.entries.iter().any(|e| e.text == said));
+    let log: Vec<&str> = app
+        .data()
+        .log
+        .entries
+        .iter()
+        .map(|e| e.text.as_str())
+        .collect();
+    let exited = format!("target PID {} exited", app.pid);
+    assert!(
+        log.ends_with(&[exited.as_str(), "probes detached"]),
+        "{log:?}"
+    );
     // p does nothing any more; q still quits.
     key(&mut app, KeyCode::Char('p'));
     assert!(!app.paused);

@@ -704,6 +704,43 @@ fn sys_quadrant(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
+/// `text` in rows of at most `first` characters, then `rest`: whole words where they fit,
+/// a word longer than a row split.
+pub(super) fn word_wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut rows: Vec<String> = vec![String::new()];
+    let room = |rows: &Vec<String>| if rows.len() == 1 { first } else { rest };
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let row = rows.last().map_or(0, |r| r.chars().count());
+            let space = usize::from(row > 0);
+            if row + space + word.len() <= room(&rows) {
+                let r = rows.last_mut().expect("a row");
+                if space == 1 {
+                    r.push(' ');
+                }
+                r.extend(word.iter());
+                break;
+            }
+            if row > 0 {
+                rows.push(String::new());
+                continue;
+            }
+            // A word longer than a whole row.
+            let cut = room(&rows).min(word.len());
+            rows.last_mut().expect("a row").extend(word.drain(..cut));
+            rows.push(String::new());
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if rows.len() > 1 && rows.last().is_some_and(String::is_empty) {
+        rows.pop();
+    }
+    rows
+}
+
 /// The newest log entries that fit `height` rows of `width` columns, oldest first. Alerts
 /// and warnings wrap (their text is the point); notes and connection events take one row.
 fn event_lines(d: &Data, height: usize, width: usize) -> Vec<Line<'static>> {
@@ -723,23 +760,22 @@ fn event_lines(d: &Data, height: usize, width: usize) -> Vec<Line<'static>> {
         let lead = format!("{} {:<5} ", e.time, e.level.tag());
         let wrap = matches!(e.level, Level::Alert | Level::Warn);
         let first_w = width.saturating_sub(lead.chars().count()).max(1);
-        let chars: Vec<char> = e.text.chars().collect();
-        let mut lines = vec![Line::from(vec![
-            Span::styled(lead, DIM),
-            Span::styled(
-                chars[..chars.len().min(first_w)].iter().collect::<String>(),
-                style,
-            ),
-        ])];
-        if wrap {
-            // Continuation rows, indented by two.
-            let rest_w = width.saturating_sub(2).max(1);
-            for chunk in chars.get(first_w..).unwrap_or(&[]).chunks(rest_w) {
-                lines.push(Line::from(Span::styled(
-                    format!("  {}", chunk.iter().collect::<String>()),
-                    style,
-                )));
-            }
+        // Continuation rows are indented by two.
+        let rows = if wrap {
+            word_wrap(&e.text, first_w, width.saturating_sub(2).max(1))
+        } else {
+            vec![e.text.clone()]
+        };
+        let mut lines = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            lines.push(if i == 0 {
+                Line::from(vec![
+                    Span::styled(lead.clone(), DIM),
+                    Span::styled(row, style),
+                ])
+            } else {
+                Line::from(Span::styled(format!("  {row}"), style))
+            });
         }
         // The newest entry is shown even when it alone is taller than the pane.
         if used + lines.len() > height && !blocks.is_empty() {

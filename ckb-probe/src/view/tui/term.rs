@@ -282,11 +282,9 @@ pub fn run(
         && (session.pending() > 0
             || now.duration_since(session.last_report()) >= Duration::from_millis(50))
     {
-        let r = session.tick(now)?;
-        sink(&r)?;
-        if matches!(exit, Exit::Ended(_)) {
-            app.update(Msg::Report(Box::new(r)));
-        }
+        // Recorded, not shown: the screen keeps the last full interval (after the target's
+        // exit this sliver would read as all zeros).
+        sink(&session.tick(now)?)?;
     }
     sink(&session.finish(end)?)?;
     // Detach every probe now, not when the user gets round to quitting, and on a thread of

@@ -630,3 +630,24 @@ fn history_keeps_the_last_intervals_per_operation() {
     );
     assert_eq!(h.span_secs(), history::HISTORY as f64);
 }
+
+#[test]
+fn alerts_wrap_at_word_boundaries() {
+    let rows = draw::word_wrap("I/O bottleneck: RocksDB writes wait on the disk", 12, 11);
+    assert_eq!(
+        rows,
+        [
+            "I/O",
+            "bottleneck:",
+            "RocksDB",
+            "writes wait",
+            "on the disk"
+        ]
+    );
+    assert!(rows[0].chars().count() <= 12 && rows[1..].iter().all(|r| r.chars().count() <= 11));
+    assert_eq!(
+        draw::word_wrap("abcdefghijkl", 5, 4),
+        ["abcde", "fghi", "jkl"]
+    );
+    assert_eq!(draw::word_wrap("short", 20, 10), ["short"]);
+}

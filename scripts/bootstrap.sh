@@ -36,6 +36,8 @@ APT_PACKAGES=(
   # `docker-compose config` (1.29, reads the file without an engine), shellcheck, and a venv for
   # hadolint and check-jsonschema, which Debian does not package (they come from PyPI).
   docker-compose shellcheck python3-venv
+  # A real terminal for the `overview` TUI's end-to-end tests (send-keys, capture-pane).
+  tmux
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

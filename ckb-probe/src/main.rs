@@ -35,6 +35,8 @@ enum Command {
     Syscall(cmd::syscall::Args),
     /// Serve the node's metrics to Prometheus (/metrics, /healthz) while tracing it.
     Export(cmd::export::Args),
+    /// All layers on one interactive screen (TUI): Overview, RocksDB, Network and Syscall tabs.
+    Overview(cmd::overview::Args),
     /// Show a recording (`--record FILE` or `--json` output) again: tables or NDJSON.
     Replay(cmd::replay::Args),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Syscall(a) => cmd::syscall::run(a),
         Command::Replay(a) => cmd::replay::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Overview(a) => cmd::overview::run(a),
     };
     match result {
         Ok(code) => code,

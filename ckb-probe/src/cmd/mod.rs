@@ -1,6 +1,7 @@
 pub mod check;
 pub mod export;
 pub mod net;
+pub mod overview;
 pub mod replay;
 pub mod rocksdb;
 pub mod runner;

@@ -6,6 +6,7 @@ pub mod prometheus;
 pub mod rocksdb;
 pub mod syscall;
 pub mod text;
+pub mod tui;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,6 +127,48 @@ pub fn bytes(b: f64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[i])
     }
+}
+
+/// A duration in ns as a short label: `512ns`, `4μs`, `16ms`, `2s`.
+pub fn ns_label(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{}μs", ns / 1_000)
+    } else if ns < 1_000_000_000 {
+        format!("{}ms", ns / 1_000_000)
+    } else {
+        format!("{}s", ns / 1_000_000_000)
+    }
+}
+
+/// A latency histogram folded for display into one row per power of two, `(low_ns, high_ns,
+/// count)` from the first non-empty row to the last (the kernel's finer sub-buckets are
+/// summed; empty rows in between are kept so the shape reads right).
+pub fn log2_rows(h: &[crate::model::Bucket]) -> Vec<(u64, u64, u64)> {
+    let mut by_pow: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for b in h {
+        let pow_lo = if b.low_ns == 0 {
+            0
+        } else {
+            1u64 << (63 - b.low_ns.leading_zeros())
+        };
+        *by_pow.entry(pow_lo).or_default() += b.count;
+    }
+    let (Some(&first), Some(&last)) = (by_pow.keys().next(), by_pow.keys().next_back()) else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    let mut pow = first;
+    loop {
+        let hi = if pow == 0 { 1 } else { pow.saturating_mul(2) };
+        rows.push((pow, hi, by_pow.get(&pow).copied().unwrap_or(0)));
+        if pow >= last || hi == u64::MAX {
+            break;
+        }
+        pow = hi;
+    }
+    rows
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -14,11 +14,11 @@ pub struct Header<'a> {
     pub path: &'a str,
 }
 
-fn rate(b: f64) -> String {
+pub(crate) fn rate(b: f64) -> String {
     format!("{}/s", bytes(b))
 }
 
-fn remote(p: &PeerReport) -> String {
+pub(crate) fn remote(p: &PeerReport) -> String {
     if p.remote.contains(':') {
         format!("[{}]:{}", p.remote, p.port)
     } else {
@@ -26,7 +26,7 @@ fn remote(p: &PeerReport) -> String {
     }
 }
 
-fn short_id(id: &Option<String>) -> String {
+pub(crate) fn short_id(id: &Option<String>) -> String {
     match id.as_deref() {
         Some(id) if id.chars().count() > 12 => {
             let tail: String = id
@@ -44,7 +44,7 @@ fn short_id(id: &Option<String>) -> String {
     }
 }
 
-fn age(secs: Option<f64>) -> String {
+pub(crate) fn age(secs: Option<f64>) -> String {
     secs.map_or("—".into(), |s| hms(Duration::from_secs_f64(s.max(0.0))))
 }
 

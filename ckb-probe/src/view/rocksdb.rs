@@ -8,7 +8,7 @@ use std::{
 
 use ckb_probe_common::rocksdb::Op;
 
-use super::{Align, Table, bytes, clock_ms, hms, latency, thousands, us};
+use super::{Align, Table, bytes, clock_ms, hms, latency, ns_label, thousands, us};
 use crate::{
     analysis::{anomaly::Anomaly, rocksdb::RocksInterval},
     model::{self, Bucket, rocksdb::SlowOp},
@@ -21,7 +21,7 @@ pub struct Header<'a> {
     pub node: &'a str,
 }
 
-fn rate(v: Option<f64>) -> String {
+pub(crate) fn rate(v: Option<f64>) -> String {
     v.map_or("—".into(), |b| format!("{}/s", bytes(b)))
 }
 
@@ -173,18 +173,6 @@ pub fn cf_table(iv: &RocksInterval) -> String {
     .render()
 }
 
-fn ns_label(ns: u64) -> String {
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{}μs", ns / 1_000)
-    } else if ns < 1_000_000_000 {
-        format!("{}ms", ns / 1_000_000)
-    } else {
-        format!("{}s", ns / 1_000_000_000)
-    }
-}
-
 /// Latency distributions, one block per operation, one bar per power of two (the kernel's
 /// finer sub-buckets are folded for display).
 pub fn histograms(hists: &BTreeMap<&'static str, Vec<Bucket>>, title: &str) -> String {
@@ -198,28 +186,9 @@ pub fn histograms(hists: &BTreeMap<&'static str, Vec<Bucket>>, title: &str) -> S
         if total == 0 {
             continue;
         }
-        // Fold sub-buckets into log2 rows: [2^k, 2^(k+1)).
-        let mut by_pow: BTreeMap<u64, u64> = BTreeMap::new();
-        for b in h {
-            let pow_lo = if b.low_ns == 0 {
-                0
-            } else {
-                1u64 << (63 - b.low_ns.leading_zeros())
-            };
-            *by_pow.entry(pow_lo).or_default() += b.count;
-        }
-        let (Some(&first), Some(&last)) = (by_pow.keys().next(), by_pow.keys().next_back()) else {
+        let rows = super::log2_rows(h);
+        if rows.is_empty() {
             continue;
-        };
-        let mut rows: Vec<(u64, u64, u64)> = Vec::new();
-        let mut pow = first;
-        loop {
-            let hi = if pow == 0 { 1 } else { pow.saturating_mul(2) };
-            rows.push((pow, hi, by_pow.get(&pow).copied().unwrap_or(0)));
-            if pow >= last || hi == u64::MAX {
-                break;
-            }
-            pow = hi;
         }
         let peak = rows.iter().map(|r| r.2).max().unwrap_or(1).max(1);
         out.push_str(&format!("\n{} ({} ops)\n", op.name(), thousands(total)));

@@ -25,7 +25,7 @@ fn fmt_interval(d: Duration) -> String {
     }
 }
 
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v > 0.0 && v < 1.0 {
         format!("{v:.2}")
     } else {
@@ -33,11 +33,11 @@ fn rate(v: f64) -> String {
     }
 }
 
-fn pct(v: f64) -> String {
+pub(crate) fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
 }
 
-fn per_call(r: &SysReport) -> String {
+pub(crate) fn per_call(r: &SysReport) -> String {
     match r.bytes {
         Some(b) if r.count > 0 => bytes(b as f64 / r.count as f64),
         _ => "—".into(),

@@ -1,0 +1,136 @@
+//! `ckb-probe overview`: every layer that can attach (RocksDB, syscall, network) on one
+//! interactive screen with four tabs. A layer that cannot attach says why there; the others
+//! keep working.
+
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result};
+use ckb_probe::{
+    error::InputError,
+    model::{End, LayerName},
+    session::{self, Session, net::NetOptions, rocksdb::RocksOptions},
+    view::{
+        ndjson,
+        tui::term::{self, Exit},
+    },
+};
+
+use super::runner::{self, RunArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Slow-operation log threshold in microseconds (RocksDB tab).
+    #[arg(long, default_value_t = 1_000)]
+    pub threshold: u64,
+    /// Seconds of baseline learning before anomaly, churn and correlation alerts may fire.
+    #[arg(long, default_value_t = 300.0)]
+    pub warmup: f64,
+    /// Do not trace rocksdb_iter_next (its probe is single-stepped, costly under heavy iteration).
+    #[arg(long)]
+    pub no_iter_next: bool,
+    /// Do not resolve column families (no reads of RocksDB's objects in the target).
+    #[arg(long)]
+    pub no_cf: bool,
+    /// The P2P listening port(s); default: CKB's `[network] listen_addresses`, else every
+    /// port the target listens on.
+    #[arg(long = "listen-port", value_name = "PORT")]
+    pub listen_port: Vec<u16>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.run.json {
+        return Err(InputError::Other(
+            "overview is a full-screen view and has no --json; for NDJSON of every layer use \
+             `ckb-probe rocksdb --with syscall,net --json` (or keep the TUI and add --record FILE)"
+                .into(),
+        )
+        .into());
+    }
+    let limits = args.run.limits()?;
+    let warmup = runner::warmup(args.warmup)?;
+    if args.listen_port.contains(&0) {
+        return Err(
+            InputError::Other("--listen-port must be a TCP port from 1 to 65535".into()).into(),
+        );
+    }
+    if args.run.follow {
+        return Err(InputError::Other(
+            "overview does not follow a restarted node yet; use `ckb-probe rocksdb --with \
+             syscall,net --follow` or `ckb-probe export --follow`"
+                .into(),
+        )
+        .into());
+    }
+    // Checked before anything is attached: without a terminal there is nothing to draw on.
+    if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
+        return Err(InputError::Other(
+            "overview needs a terminal on stdin and stdout; for line output use \
+             `ckb-probe rocksdb --with syscall,net` (add --json for NDJSON)"
+                .into(),
+        )
+        .into());
+    }
+    let mut record = args
+        .run
+        .record
+        .as_deref()
+        .map(runner::create_record)
+        .transpose()?;
+    let process = runner::target(args.run.pid)?;
+    let pid = process.pid;
+    let opts = session::Options {
+        layers: LayerName::ALL.to_vec(),
+        // The screen shows why a layer is missing; the others keep working.
+        require_all: false,
+        interval: limits.interval,
+        warmup,
+        rocksdb: RocksOptions {
+            slow_threshold_us: Some(args.threshold),
+            cf: !args.no_cf,
+            iter_next: !args.no_iter_next,
+            symbols_from: None,
+        },
+        net: NetOptions {
+            listen_ports: args.listen_port.clone(),
+            ..NetOptions::default()
+        },
+        chain: true,
+        follow: false,
+        keep_baseline: false,
+    };
+    eprintln!("ckb-probe: attaching to PID {pid} ...");
+    let session = match Session::start(&process, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing was recorded: do not leave an empty file behind.
+            if let (Some(path), Some(rec)) = (args.run.record.as_deref(), record.take()) {
+                drop(rec);
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    let mut sink = |r: &ckb_probe::model::Report| -> Result<()> {
+        if let Some(rec) = &mut record {
+            let line =
+                ndjson::line(r, ndjson::Options::default()).context("serializing a report")?;
+            writeln!(rec, "{line}")
+                .and_then(|()| rec.flush())
+                .context("writing the --record file")?;
+        }
+        Ok(())
+    };
+    let exit = term::run(session, limits.run, &mut sink)?;
+    match exit {
+        Exit::Ended(End::TargetExited) => {
+            eprintln!("ckb-probe: target process {pid} exited; probes detached.")
+        }
+        _ => eprintln!("ckb-probe: overview of PID {pid} ended; probes detached."),
+    }
+    Ok(ExitCode::SUCCESS)
+}

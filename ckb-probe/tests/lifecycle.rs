@@ -80,16 +80,7 @@ fn two_instances_on_one_node_both_count_exactly() {
         assert_eq!(code, 0, "{who}: {stderr}");
         let objs = parse_ndjson(&lines);
         let s = summary(&objs);
-        let attached = s["attached"].as_array().unwrap();
-        assert_eq!(attached.len(), 23, "{who}");
-        for f in attached {
-            let f = f.as_str().unwrap();
-            assert_eq!(
-                u(&s["functions"][f]["count"]),
-                u(&truth["functions"][f]["calls"]),
-                "{who}: {f}"
-            );
-        }
+        assert_counts_exact(s, &truth, who);
         assert_eq!(u(&s["lost_events"]), 0, "{who}");
         assert_eq!(u(&s["unpaired"]), 0, "{who}");
     }

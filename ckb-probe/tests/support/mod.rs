@@ -323,3 +323,18 @@ pub fn assert_all_gone(ids: &BTreeSet<u64>, what: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A RocksDB summary counted every call of every traced function exactly: all 23 attached, each
+/// one's count the testbed's ground truth.
+pub fn assert_counts_exact(summary: &Value, truth: &Value, who: &str) {
+    let attached = summary["attached"].as_array().expect("attached");
+    assert_eq!(attached.len(), 23, "{who}: {summary}");
+    for f in attached {
+        let f = f.as_str().unwrap();
+        assert_eq!(
+            u(&summary["functions"][f]["count"]),
+            u(&truth["functions"][f]["calls"]),
+            "{who}: {f}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     thread,
@@ -555,29 +555,6 @@ fn prom_bucket(v: f64) -> (f64, f64) {
     (bounds[i], bounds[i + 1])
 }
 
-/// The netbed binary (TCP workload with exact ground truth), built if absent.
-fn netbed_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
-    let path = profile_dir.join("ckb-probe-netbed");
-    if !path.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "ckb-probe-testbed",
-            "--bin",
-            "ckb-probe-netbed",
-        ])
-        .current_dir(workspace_root());
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success());
-    }
-    path
-}
-
 struct Netbed {
     child: Child,
     pid: u32,
@@ -587,7 +564,7 @@ struct Netbed {
 impl Netbed {
     fn spawn(args: &[&str]) -> Netbed {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(netbed_bin())
+        let mut child = Command::new(testbed_bin("ckb-probe-netbed"))
             .args(args)
             .arg("--start-file")
             .arg(dir.path().join("start"))

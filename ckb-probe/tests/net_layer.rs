@@ -9,7 +9,7 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -17,32 +17,6 @@ use std::{
 
 use serde_json::Value;
 use support::{ckb_node::CkbNode, *};
-
-/// The netbed binary, built with this test's profile if absent.
-fn netbed_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
-    let path = profile_dir.join("ckb-probe-netbed");
-    if !path.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "ckb-probe-testbed",
-            "--bin",
-            "ckb-probe-netbed",
-        ])
-        .current_dir(workspace_root());
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("cargo build").success(),
-            "building netbed failed"
-        );
-    }
-    path
-}
 
 /// A running netbed waiting for its start file; killed on drop if still running.
 struct Netbed {
@@ -56,7 +30,7 @@ struct Netbed {
 impl Netbed {
     fn spawn(args: &[String]) -> Netbed {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(netbed_bin())
+        let mut child = Command::new(testbed_bin("ckb-probe-netbed"))
             .args(args)
             .arg("--start-file")
             .arg(dir.path().join("start"))

@@ -10,7 +10,6 @@ mod support;
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -449,24 +448,7 @@ struct Netbed {
 
 impl Netbed {
     fn spawn(args: &[&str]) -> Netbed {
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
-        let bin: PathBuf = profile_dir.join("ckb-probe-netbed");
-        if !bin.exists() {
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args([
-                "build",
-                "-p",
-                "ckb-probe-testbed",
-                "--bin",
-                "ckb-probe-netbed",
-            ])
-            .current_dir(workspace_root());
-            if profile_dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            assert!(cmd.status().expect("cargo build").success());
-        }
+        let bin = testbed_bin("ckb-probe-netbed");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(bin)
             .args(args)

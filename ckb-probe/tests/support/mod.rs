@@ -29,25 +29,29 @@ pub fn ckb_probe() -> PathBuf {
 
 /// The testbed binary (`static` like CKB, or `dylib`), built with this test's profile if absent.
 pub fn testbed(mode: &str) -> PathBuf {
-    let name = match mode {
-        "static" => "ckb-probe-testbed",
-        "dylib" => "ckb-probe-testbed-dylib",
+    match mode {
+        "static" => testbed_bin("ckb-probe-testbed"),
+        "dylib" => testbed_bin("ckb-probe-testbed-dylib"),
         m => panic!("unknown testbed mode {m}"),
-    };
+    }
+}
+
+/// A binary of the `ckb-probe-testbed` package (testbed, netbed, sysbed), built with this
+/// test's profile if absent.
+pub fn testbed_bin(name: &str) -> PathBuf {
     // tests run from target/<profile>/deps/<test>
     let exe = std::env::current_exe().expect("current exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
     let path = profile_dir.join(name);
     if !path.exists() {
-        let release = profile_dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "ckb-probe-testbed"])
+        cmd.args(["build", "-p", "ckb-probe-testbed", "--bin", name])
             .current_dir(workspace_root());
-        if release {
+        if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
         let st = cmd.status().expect("cargo build testbed");
-        assert!(st.success(), "building the testbed failed");
+        assert!(st.success(), "building {name} failed");
     }
     assert!(path.exists(), "{} missing", path.display());
     path

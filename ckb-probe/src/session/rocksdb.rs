@@ -8,12 +8,13 @@ use std::{
 use anyhow::{Context, Result};
 use ckb_probe_common::{
     config::{CONFIG_FLAG_CF, Config},
-    rocksdb::{CF_DEFAULT, SlowEvent},
+    rocksdb::{CF_DEFAULT, SlowEvent, TRACED},
 };
 
 use crate::{
     analysis::{
         anomaly::{Anomaly, DetectorConfig, LatencyDetector},
+        hist,
         rocksdb::interval,
     },
     collect::{
@@ -151,6 +152,10 @@ impl CfLabels {
     }
 }
 
+fn sparse_all(h: &BTreeMap<&'static str, Vec<u64>>) -> BTreeMap<&'static str, Vec<model::Bucket>> {
+    h.iter().map(|(op, h)| (*op, model::sparse(h))).collect()
+}
+
 pub struct RocksLayer {
     opts: RocksOptions,
     collector: RocksCollector,
@@ -281,12 +286,20 @@ impl RocksLayer {
         self.labels.refresh(&self.names);
     }
 
+    /// Latency histograms per operation since attach: the functions' histogram deltas summed
+    /// by operation, without the rest of a whole-run interval.
     fn histograms(&self, cur: &RocksSnapshot) -> BTreeMap<&'static str, Vec<model::Bucket>> {
-        interval(&self.first, cur, &self.names)
-            .histograms
-            .iter()
-            .map(|(op, h)| (*op, model::sparse(h)))
-            .collect()
+        let mut by_op: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+        for (fid, f) in TRACED.iter().enumerate() {
+            let d = hist::delta(&cur.hist[fid][..], &self.first.hist[fid][..]);
+            match by_op.get_mut(f.op.name()) {
+                Some(acc) => hist::add(acc, &d),
+                None => {
+                    by_op.insert(f.op.name(), d);
+                }
+            }
+        }
+        sparse_all(&by_op)
     }
 
     /// The interval ending now; its anomalies go to the correlator too.
@@ -351,7 +364,7 @@ impl RocksLayer {
         self.read_names();
         let stats = interval(&self.first, &cur, &self.names);
         Ok(RocksSection {
-            histograms: self.histograms(&cur),
+            histograms: sparse_all(&stats.histograms),
             stats,
             anomalies: Vec::new(),
             warmup_left_secs: 0.0,

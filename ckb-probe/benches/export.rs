@@ -20,23 +20,6 @@ use support::{Testbed, ckb_probe};
 
 const SCRAPES: usize = 30;
 
-/// (cpu seconds, rss KiB) of a process.
-fn usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((ticks / 100.0, rss))
-}
-
 /// One scrape: (seconds from connect to the last byte, body bytes, series).
 fn scrape(addr: &str, accept: &str) -> (f64, usize, usize) {
     let t = Instant::now();
@@ -99,7 +82,7 @@ fn main() {
     // Let the layers reach steady state (thread census, peers, first intervals).
     std::thread::sleep(Duration::from_secs(3));
     let probe_pid = child.id();
-    let (cpu0, _) = usage(probe_pid).expect("usage");
+    let (cpu0, _) = support::proc_usage(probe_pid).expect("usage");
     let t0 = Instant::now();
     let (mut text_lat, mut om_lat) = (Vec::new(), Vec::new());
     let (mut bytes, mut series, mut max_rss) = (0, 0, 0);
@@ -114,12 +97,12 @@ fn main() {
             "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
         );
         om_lat.push(s);
-        if let Some((_, rss)) = usage(probe_pid) {
+        if let Some((_, rss)) = support::proc_usage(probe_pid) {
             max_rss = max_rss.max(rss);
         }
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    let (cpu1, rss) = usage(probe_pid).expect("usage");
+    let (cpu1, rss) = support::proc_usage(probe_pid).expect("usage");
     let wall = t0.elapsed().as_secs_f64();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(probe_pid as i32, libc::SIGINT) };

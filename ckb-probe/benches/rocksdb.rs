@@ -29,28 +29,11 @@ fn traced_calls(truth: &serde_json::Value) -> u64 {
         .sum()
 }
 
-/// (cpu seconds, rss KiB) of a process.
-fn usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((ticks / 100.0, rss))
-}
-
 /// Samples a process every second until it exits: (average CPU %, max RSS KiB, last RSS).
 fn sample_until_exit(pid: u32) -> (f64, u64, u64) {
     let start = Instant::now();
     let (mut cpu, mut max_rss, mut last_rss) = (0.0, 0, 0);
-    while let Some((c, rss)) = usage(pid) {
+    while let Some((c, rss)) = support::proc_usage(pid) {
         cpu = c;
         max_rss = max_rss.max(rss);
         last_rss = rss;
@@ -155,10 +138,10 @@ fn main() {
 
 /// CPU % of `pid` over `secs`, from /proc/PID/stat.
 fn cpu_over(pid: u32, secs: u64) -> f64 {
-    let (c0, _) = usage(pid).unwrap_or((0.0, 0));
+    let (c0, _) = support::proc_usage(pid).unwrap_or((0.0, 0));
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let (c1, _) = usage(pid).unwrap_or((0.0, 0));
+    let (c1, _) = support::proc_usage(pid).unwrap_or((0.0, 0));
     100.0 * (c1 - c0) / t0.elapsed().as_secs_f64()
 }
 

@@ -24,8 +24,8 @@ use ckb_probe_common::{
     rocksdb::{
         ACCUM_MAX, CF_DEFAULT, CF_ID_INVALID, CF_MAX, CF_NAME_MAX, CF_UNKNOWN, CfInfo,
         EVENT_SLOW_OP, Entry, FN_COUNT, INFLIGHT_MAX, OpStats, RING_BYTES, Result_,
-        SLOW_FLAG_ERROR, SLOW_FLAG_HIT, SLOW_FLAG_MISS, STATS_LEN, SlowEvent, THREADS_MAX,
-        TRACED, ThreadCalls, cf_slot, counter, fn_id as f, stats_index,
+        SLOW_FLAG_ERROR, SLOW_FLAG_HIT, SLOW_FLAG_MISS, STATS_LEN, SlowEvent, THREADS_MAX, TRACED,
+        ThreadCalls, cf_slot, counter, fn_id as f, stats_index,
     },
 };
 
@@ -36,8 +36,7 @@ use crate::{
 
 /// Each thread's in-flight calls, keyed by pid_tgid (LRU: threads come and go).
 #[map]
-static ROCKS_THREADS: LruHashMap<u64, ThreadCalls> =
-    LruHashMap::with_max_entries(THREADS_MAX, 0);
+static ROCKS_THREADS: LruHashMap<u64, ThreadCalls> = LruHashMap::with_max_entries(THREADS_MAX, 0);
 /// One all-zero `ThreadCalls`, the initial value of a new thread's record (too big for the
 /// BPF stack). Never written.
 #[map]

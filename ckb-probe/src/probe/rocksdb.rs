@@ -17,7 +17,7 @@ use crate::symbols::{ProbeCost, RocksDbSites};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RocksAttach {
     pub object: PathBuf,
-    /// Traced functions with both probes attached.
+    /// Traced functions with both probes attached (the entry probe only, in entry-only mode).
     pub attached: Vec<&'static str>,
     /// Traced functions the target does not contain (or that failed to attach, with why).
     pub missing: Vec<(&'static str, String)>,
@@ -31,6 +31,8 @@ pub struct RocksOptions {
     /// Trace `rocksdb_iter_next`: in CKB its first instruction is single-stepped (~14 us a call
     /// on some VMs), so heavy iteration can be turned off.
     pub iter_next: bool,
+    /// Entry probes only (lightweight mode): the entry programs count the calls themselves.
+    pub entry_only: bool,
 }
 
 fn attach_one(
@@ -104,12 +106,17 @@ pub fn attach(
         let exit = format!("{}_exit", f.stem);
         // The return probe first: an entry without a return probe would leave entries behind;
         // a return probe without its entry is removed again (it would count unpaired returns).
-        let result = attach_one(engine, &exit, site.file_offset, &sites.object, pid_nz).and_then(
-            |exit_link| {
-                attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz)
-                    .inspect_err(|_| detach_one(engine, &exit, exit_link))
-            },
-        );
+        let result = if opts.entry_only {
+            attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz).map(|_| ())
+        } else {
+            attach_one(engine, &exit, site.file_offset, &sites.object, pid_nz).and_then(
+                |exit_link| {
+                    attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz)
+                        .map(|_| ())
+                        .inspect_err(|_| detach_one(engine, &exit, exit_link))
+                },
+            )
+        };
         match result {
             Ok(_) => {
                 report.attached.push(f.symbol);

@@ -127,6 +127,9 @@ impl Serialize for Nested<'_> {
     }
 }
 
+/// The RocksDB layer's `mode` field in lightweight mode (absent otherwise).
+const LIGHTWEIGHT: &str = "lightweight";
+
 impl Line<'_> {
     fn summary(&self) -> bool {
         self.report.header.kind == Kind::Summary
@@ -139,6 +142,10 @@ impl Line<'_> {
             LayerName::Rocksdb => {
                 let r = self.report.rocksdb.as_ref().ok_or_else(missing)?;
                 let st = &r.stats;
+                // Only lightweight mode is said: lines of a full run stay as they always were.
+                if st.entry_only {
+                    m.serialize_entry("mode", LIGHTWEIGHT)?;
+                }
                 m.serialize_entry("operations", &OpsInOrder(&st.operations))?;
                 m.serialize_entry("functions", &st.functions)?;
                 m.serialize_entry("column_families", &Cfs(&st.column_families))?;
@@ -435,8 +442,10 @@ fn rocks(m: &Map<String, Value>, summary: bool, secs: f64) -> Result<RocksSectio
             })
         })
         .collect::<Result<Vec<_>, ParseError>>()?;
+    let mode: Option<String> = field_or(m, "mode")?;
     let stats = RocksInterval {
         secs,
+        entry_only: mode.as_deref() == Some(LIGHTWEIGHT),
         operations: named(m, "operations")?,
         functions: named(m, "functions")?,
         column_families,

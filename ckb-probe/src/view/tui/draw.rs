@@ -862,7 +862,7 @@ fn op_table(app: &App, r: &model::RocksSection, ops: &[Op], f: &mut Frame, area:
             } else {
                 "—".into()
             },
-            thousands(o.errors),
+            o.errors.map_or("—".into(), thousands),
             String::new(),
             String::new(),
         ]);

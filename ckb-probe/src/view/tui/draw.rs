@@ -954,7 +954,11 @@ fn slow_log(r: &model::RocksSection, f: &mut Frame, area: Rect) {
             f,
             area,
             block("Slow operations".into()),
-            "slow-operation log off".into(),
+            if r.stats.entry_only {
+                "lightweight mode: no slow-operation log".into()
+            } else {
+                "slow-operation log off".into()
+            },
             DIM,
         );
         return;

@@ -219,11 +219,11 @@ impl Drop for Peer {
 /// Mines `blocks` more blocks on the source at once (the IntegrationTest RPC), its miner stopped
 /// so that the target of the download stays put.
 fn grow_chain(node: &CkbNode, blocks: u64) -> u64 {
-    if let Ok(pid) = std::fs::read_to_string(node.dir.join("miner.pid")) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            // SAFETY: kill(2) on the miner the node script started for us.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+    if let Ok(pid) = std::fs::read_to_string(node.dir.join("miner.pid"))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        // SAFETY: kill(2) on the miner the node script started for us.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
     let addr = rpc_addr(&node.rpc);
     let want = tip(addr).expect("source tip") + blocks;

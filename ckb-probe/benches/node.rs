@@ -24,20 +24,13 @@ use ckb_probe::node;
 use serde_json::{Value, json};
 use support::{
     Probe,
+    bench::{cpu_over, env_u64, median, range, sections},
     ckb_node::{CkbNode, free_port},
     parse_ndjson, summary, u,
 };
 
 /// All layers, the heaviest configuration an operator runs.
 const ALL_LAYERS: [&str; 2] = ["--with", "syscall,net"];
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&v| v > 0)
-        .unwrap_or(default)
-}
 
 fn ckb_bin() -> Option<PathBuf> {
     std::env::var_os("CKB_BIN")
@@ -46,19 +39,8 @@ fn ckb_bin() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn spread(v: &[f64], digits: usize) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = range(v);
     format!("{lo:.digits$}..{hi:.digits$}")
 }
 
@@ -75,15 +57,6 @@ fn hex(v: &Value) -> Option<u64> {
 
 fn tip(addr: SocketAddr) -> Option<u64> {
     hex(&node::call(addr, "get_tip_block_number", json!([]))?)
-}
-
-/// CPU seconds of `pid` over `secs` seconds, as % of one core.
-fn cpu_over(pid: u32, secs: u64) -> f64 {
-    let (c0, _) = support::proc_usage(pid).unwrap_or((0.0, 0));
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    let (c1, _) = support::proc_usage(pid).unwrap_or((0.0, 0));
-    100.0 * (c1 - c0) / t0.elapsed().as_secs_f64()
 }
 
 /// `ckb-probe rocksdb --pid PID --json` plus `extra`, until SIGINT; returns (RocksDB calls
@@ -331,16 +304,9 @@ fn p4(ckb: &PathBuf, source: &CkbNode, reps: u64, blocks: u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
+    let Some(run) = sections() else {
         return;
-    }
-    let wanted: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let run = |name: &str| wanted.is_empty() || wanted.contains(&name);
+    };
     let Some(ckb) = ckb_bin() else {
         println!("Real CKB node: skipped (no ckb binary; run scripts/ckb-node.sh install)");
         return;

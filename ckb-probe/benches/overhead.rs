@@ -41,7 +41,11 @@ use ckb_probe::{
 };
 use ckb_probe_common::{config::Config, rocksdb::TRACED};
 use serde_json::Value;
-use support::{Probe, Testbed, parse_ndjson, summary, u};
+use support::{
+    Probe, Testbed,
+    bench::{env_u64, median, range, sections},
+    parse_ndjson, summary, u,
+};
 
 // ---------------------------------------------------------------- allocation counting
 
@@ -82,14 +86,6 @@ fn allocs() -> u64 {
 }
 
 // ---------------------------------------------------------------- settings
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&v| v > 0)
-        .unwrap_or(default)
-}
 
 struct Settings {
     reps: u64,
@@ -213,6 +209,22 @@ fn testbed_args(secs: u64, skip: &[String]) -> Vec<String> {
     a
 }
 
+/// The testbed for one run, waiting on its start file.
+fn spawn_testbed(secs: u64, skip: &[String]) -> Testbed {
+    let args = testbed_args(secs, skip);
+    Testbed::spawn(
+        "static",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+}
+
+/// The attach sites ckb-probe's RocksDB layer picks in the testbed.
+fn testbed_sites() -> symbols::RocksDbSites {
+    let tb = spawn_testbed(1, &[]);
+    symbols::rocksdb_sites(&target::process(tb.pid).expect("testbed process"))
+        .expect("testbed sites")
+}
+
 fn attach(tool: Tool, tb: &Testbed) -> Attached {
     let pid = tb.pid.to_string();
     match tool {
@@ -232,9 +244,7 @@ fn attach(tool: Tool, tb: &Testbed) -> Attached {
 /// One run of `tool` on the testbed; `during` is called (with the attached tool's process id)
 /// shortly before the testbed's measured phase ends, while everything is still attached.
 fn run_once(tool: Tool, secs: u64, skip: &[String], during: Option<&mut dyn FnMut(u32)>) -> Sample {
-    let args = testbed_args(secs, skip);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let tb = Testbed::spawn("static", &args);
+    let tb = spawn_testbed(secs, skip);
     let attached = attach(tool, &tb);
     tb.start();
     if let Some(f) = during {
@@ -380,23 +390,6 @@ impl Drop for Bpftrace {
 
 // ---------------------------------------------------------------- statistics
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn range(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        })
-}
-
 /// 12345.6 -> "12,346".
 fn thousands(x: f64) -> String {
     if !x.is_finite() {
@@ -419,15 +412,7 @@ fn thousands(x: f64) -> String {
 /// The traced functions the testbed's probe sites single-step (what the emulated-only mix
 /// leaves out), as ckb-probe's own site selection reports them.
 fn single_stepped_sites() -> Vec<String> {
-    let tb = Testbed::spawn(
-        "static",
-        &testbed_args(1, &[])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    let process = target::process(tb.pid).expect("testbed process");
-    let sites = symbols::rocksdb_sites(&process).expect("testbed sites");
+    let sites = testbed_sites();
     TRACED
         .iter()
         .filter(|f| {
@@ -752,15 +737,7 @@ fn profile(s: &Settings) {
         s.secs
     );
     let offsets: BTreeMap<u64, &'static str> = {
-        let tb = Testbed::spawn(
-            "static",
-            &testbed_args(1, &[])
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
-        let sites = symbols::rocksdb_sites(&target::process(tb.pid).expect("testbed"))
-            .expect("testbed sites");
+        let sites = testbed_sites();
         TRACED
             .iter()
             .filter_map(|f| Some((sites.sites.get(f.symbol)?.file_offset, f.symbol)))
@@ -872,9 +849,7 @@ fn user_side(s: &Settings) {
     println!(
         "## ckb-probe's own CPU and memory\n\n`ckb-probe rocksdb --with syscall,net --json` (1 s interval) on the testbed at its maximum rate (1 thread) for {secs} s; ckb-probe's CPU time (from /proc) over the testbed's run, its RSS at the end of the run and the largest RSS seen (every 200 ms, attaching included). For the 10-minute figure: `OVERHEAD_USER_SECS=600 cargo bench -p ckb-probe --bench overhead -- user`.\n"
     );
-    let args = testbed_args(secs, &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let tb = Testbed::spawn("static", &args);
+    let tb = spawn_testbed(secs, &[]);
     let pid = tb.pid.to_string();
     let probe = Probe::start(&["rocksdb", "--pid", &pid, "--json", "--with", "syscall,net"]);
     let id = probe.child.id();
@@ -928,9 +903,7 @@ fn alloc_check(s: &Settings) {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for threshold in [None, Some(0)] {
         let secs = s.secs.max(6);
-        let args = testbed_args(secs, &[]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let tb = Testbed::spawn("static", &args);
+        let tb = spawn_testbed(secs, &[]);
         let process = target::process(tb.pid).expect("testbed");
         let opts = session::Options {
             layers: vec![LayerName::Rocksdb, LayerName::Syscall, LayerName::Net],
@@ -1022,16 +995,9 @@ fn machine() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
+    let Some(run) = sections() else {
         return;
-    }
-    let wanted: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let run = |name: &str| wanted.is_empty() || wanted.contains(&name);
+    };
     let help = Command::new(support::ckb_probe())
         .args(["rocksdb", "--help"])
         .output()

@@ -75,7 +75,7 @@ fn stop_probe(probe: Probe) -> (u64, u64) {
 
 fn p1(node: &CkbNode, reps: u64, secs: u64) {
     println!(
-        "## P-1: the node's CPU while mining\n\nCKB 0.210.0 dev chain, Dummy miner (~3 blocks/s), node CPU from /proc over {secs} s windows, without and with `ckb-probe rocksdb --with syscall,net` attached, alternating, {reps} repetitions.\n"
+        "### P-1: the node's CPU while mining\n\nCKB 0.210.0 dev chain, Dummy miner (~3 blocks/s), node CPU from /proc over {secs} s windows, without and with `ckb-probe rocksdb --with syscall,net` attached, alternating, {reps} repetitions.\n"
     );
     let pid = node.pid.to_string();
     let (mut without, mut with, mut own) = (Vec::new(), Vec::new(), Vec::new());
@@ -252,7 +252,7 @@ fn p4(ckb: &PathBuf, source: &CkbNode, reps: u64, blocks: u64) {
         .and_then(|v| v["node_id"].as_str().map(str::to_string))
         .expect("node_id");
     println!(
-        "## P-4: initial block download\n\nA second CKB 0.210.0 node, started empty on loopback, connected to the first with `add_node` and timed until its tip reaches {target} (the first node's tip; {blocks} blocks made at once with the IntegrationTest `generate_epochs` RPC, so blocks hold only their cellbase). Without and with `ckb-probe rocksdb --with syscall,net` attached to the syncing node before it connects, alternating, {reps} repetitions; sync time (wall) and the syncing node's CPU time over it.\n"
+        "### P-4: initial block download\n\nA second CKB 0.210.0 node, started empty on loopback, connected to the first with `add_node` and timed until its tip reaches {target} (the first node's tip; {blocks} blocks made at once with the IntegrationTest `generate_epochs` RPC, so blocks hold only their cellbase). Without and with `ckb-probe rocksdb --with syscall,net` attached to the syncing node before it connects, alternating, {reps} repetitions; sync time (wall) and the syncing node's CPU time over it.\n"
     );
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for rep in 0..reps {

@@ -469,7 +469,7 @@ fn measure_mix(s: &Settings, skip: &[String]) -> MixResult {
 fn print_mix(s: &Settings, title: &str, r: &MixResult) {
     let base_cpu = r.base(|x| x.cpu_ns);
     let base_wall = r.base(|x| x.wall_ns);
-    println!("### {title}\n");
+    println!("#### {title}\n");
     println!(
         "| configuration | traced calls/s | added ns per call (CPU, median) | spread (min..max) | added ns per call (wall, median) | counted / lost |"
     );
@@ -557,7 +557,7 @@ fn ratio_cell(r: &MixResult, a: Tool, b: Tool) -> String {
 }
 
 fn print_ratios(mixes: &[(&str, &MixResult)]) {
-    println!("### Ratios of added cost per call (median; per-repetition range in brackets)\n");
+    println!("#### Ratios of added cost per call (median; per-repetition range in brackets)\n");
     let head: Vec<&str> = mixes.iter().map(|(n, _)| *n).collect();
     println!("| ratio | {} | goal |", head.join(" | "));
     println!("|---|{}---|", "---:|".repeat(mixes.len()));
@@ -586,7 +586,7 @@ fn print_ratios(mixes: &[(&str, &MixResult)]) {
 
 fn per_call(s: &Settings) {
     println!(
-        "## Cost per traced call\n\nStatic testbed, 1 worker thread, `--rate 0`, {} s per run, {} repetitions; configurations alternate within each repetition.\n",
+        "### Cost per traced call\n\nStatic testbed, 1 worker thread, `--rate 0`, {} s per run, {} repetitions; configurations alternate within each repetition.\n",
         s.secs, s.reps
     );
     let mix = measure_mix(s, &[]);
@@ -733,7 +733,7 @@ fn per_run(ns: u64, runs: u64) -> String {
 
 fn profile(s: &Settings) {
     println!(
-        "## Kernel time per program run\n\n`kernel.bpf_stats_enabled=1`, then `bpftool prog show`: `run_time_ns / run_cnt` of each program over one {} s testbed run (testbed mix). Measured in a separate pass: the statistics themselves add two clock reads per run.\n",
+        "### Kernel time per program run\n\n`kernel.bpf_stats_enabled=1`, then `bpftool prog show`: `run_time_ns / run_cnt` of each program over one {} s testbed run (testbed mix). Measured in a separate pass: the statistics themselves add two clock reads per run.\n",
         s.secs
     );
     let offsets: BTreeMap<u64, &'static str> = {
@@ -847,7 +847,7 @@ fn short(t: Tool) -> &'static str {
 fn user_side(s: &Settings) {
     let secs = s.user_secs;
     println!(
-        "## ckb-probe's own CPU and memory\n\n`ckb-probe rocksdb --with syscall,net --json` (1 s interval) on the testbed at its maximum rate (1 thread) for {secs} s; ckb-probe's CPU time (from /proc) over the testbed's run, its RSS at the end of the run and the largest RSS seen (every 200 ms, attaching included). For the 10-minute figure: `OVERHEAD_USER_SECS=600 cargo bench -p ckb-probe --bench overhead -- user`.\n"
+        "### ckb-probe's own CPU and memory\n\n`ckb-probe rocksdb --with syscall,net --json` (1 s interval) on the testbed at its maximum rate (1 thread) for {secs} s; ckb-probe's CPU time (from /proc) over the testbed's run, its RSS at the end of the run and the largest RSS seen (every 200 ms, attaching included). For the 10-minute figure: `OVERHEAD_USER_SECS=600 cargo bench -p ckb-probe --bench overhead -- user`.\n"
     );
     let tb = spawn_testbed(secs, &[]);
     let pid = tb.pid.to_string();
@@ -894,7 +894,7 @@ fn user_side(s: &Settings) {
 /// allocations of `poll` (per event drained) and of `tick` + the NDJSON line (per interval).
 fn alloc_check(s: &Settings) {
     println!(
-        "## Allocations in the poll loop\n\nThe library's session (rocksdb + syscall + net) driven in the benchmark's process as the CLI drives it (poll every 10 ms, a report every 1 s), on the testbed at its maximum rate for {} s, with a counting global allocator. `--threshold 0`: every traced call is a slow event through the ring buffer, the per-event path.\n",
+        "### Allocations in the poll loop\n\nThe library's session (rocksdb + syscall + net) driven in the benchmark's process as the CLI drives it (poll every 10 ms, a report every 1 s), on the testbed at its maximum rate for {} s, with a counting global allocator. `--threshold 0`: every traced call is a slow event through the ring buffer, the per-event path.\n",
         s.secs.max(6)
     );
     println!(

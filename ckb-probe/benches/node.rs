@@ -311,6 +311,7 @@ fn main() {
         println!("Real CKB node: skipped (no ckb binary; run scripts/ckb-node.sh install)");
         return;
     };
+    println!("{}\n", support::bench::machine());
     let reps = env_u64("NODE_REPS", 3);
     let t0 = Instant::now();
     let node = CkbNode::start();

@@ -967,33 +967,6 @@ fn alloc_check(s: &Settings) {
 
 // ---------------------------------------------------------------- main
 
-fn machine() {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let bpftrace = Command::new("bpftrace")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "not installed".into());
-    println!(
-        "Machine: {} CPUs ({cpu}), kernel {}, {bpftrace}; load average at start {}\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        kernel.trim(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-}
-
 fn main() {
     let Some(run) = sections() else {
         return;
@@ -1011,7 +984,7 @@ fn main() {
         bpftrace: Command::new("bpftrace").arg("--version").output().is_ok(),
     };
     let t0 = Instant::now();
-    machine();
+    println!("{}\n", support::bench::machine());
     if run("per-call") {
         per_call(&settings);
     }

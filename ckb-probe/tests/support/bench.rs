@@ -1,6 +1,9 @@
 //! What the benchmarks (`benches/*.rs`) share: their settings, sections and statistics.
 
-use std::time::{Duration, Instant};
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
 /// A positive integer setting from the environment, else `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
@@ -47,4 +50,41 @@ pub fn cpu_over(pid: u32, secs: u64) -> f64 {
     std::thread::sleep(Duration::from_secs(secs));
     let (c1, _) = super::proc_usage(pid).unwrap_or((0.0, 0));
     100.0 * (c1 - c0) / t0.elapsed().as_secs_f64()
+}
+
+/// One line saying where and on what the figures were measured: CPUs, kernel, bpftrace, the
+/// commit measured, and the load when the run started (other work on the machine).
+pub fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let output = |cmd: &mut Command| {
+        cmd.output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let bpftrace =
+        output(Command::new("bpftrace").arg("--version")).unwrap_or_else(|| "no bpftrace".into());
+    let commit = output(
+        Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .current_dir(super::workspace_root()),
+    )
+    .unwrap_or_else(|| "unknown".into());
+    format!(
+        "Machine: {} CPUs ({cpu}), kernel {}, {bpftrace}; ckb-probe at commit {commit}; load average at start {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        read("/proc/sys/kernel/osrelease").trim(),
+        read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }

@@ -3,6 +3,7 @@
 //! BPF need root; they run one at a time (`--test-threads=1`) because probes are global state.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod ckb_node;
 
 use std::{

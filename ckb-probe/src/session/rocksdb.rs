@@ -230,11 +230,12 @@ impl RocksLayer {
             )
         };
         notes.push(format!(
-            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced{missing}",
+            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced ({} uprobes){missing}",
             sites.display.display(),
             sites.linkage.as_str(),
             report.attached.len(),
             report.attached.len() + report.missing.len(),
+            report.uprobes.as_str(),
         ));
         if !report.single_stepped.is_empty() {
             notes.push(format!(
@@ -355,6 +356,7 @@ impl RocksLayer {
                 })
                 .collect(),
             single_stepped: names(&self.attach.single_stepped),
+            uprobes: self.attach.uprobes.as_str().to_string(),
         }
     }
 

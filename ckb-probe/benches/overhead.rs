@@ -33,7 +33,7 @@ use aya::programs::{
 };
 use ckb_probe::{
     model::LayerName,
-    probe::Engine,
+    probe::{Engine, Uprobes},
     session::{self, Session, rocksdb::RocksOptions},
     symbols::{self, ProbeCost},
     target,
@@ -286,6 +286,18 @@ fn attach_floor(pid: u32) -> Engine {
     .expect("loading ckb-probe's eBPF object");
     let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).expect("pid"));
     for name in ["floor_exit", "floor_enter"] {
+        // The same mechanism as ckb-probe's own probes (uprobe_multi links where the kernel
+        // has them), so the floor stays comparable.
+        if engine.uprobes() == Uprobes::Multi {
+            for f in &TRACED {
+                let site = &sites.sites[f.symbol];
+                engine
+                    .attach_multi(name, &sites.object, site.file_offset, pid)
+                    .expect("attaching the floor program")
+                    .expect("uprobe_multi links");
+            }
+            continue;
+        }
         let prog: &mut UProbe = engine
             .ebpf
             .program_mut(name)

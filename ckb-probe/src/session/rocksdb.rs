@@ -244,13 +244,14 @@ impl RocksLayer {
             )
         };
         notes.push(format!(
-            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced{}{missing}",
+            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced ({} uprobes{}){missing}",
             sites.display.display(),
             sites.linkage.as_str(),
             report.attached.len(),
             report.attached.len() + report.missing.len(),
+            report.uprobes.as_str(),
             if opts.lightweight {
-                " (lightweight: entry probes only)"
+                "; lightweight: entry probes only"
             } else {
                 ""
             },
@@ -374,6 +375,7 @@ impl RocksLayer {
                 })
                 .collect(),
             single_stepped: names(&self.attach.single_stepped),
+            uprobes: self.attach.uprobes.as_str().to_string(),
         }
     }
 

@@ -158,6 +158,7 @@ impl Line<'_> {
                     m.serialize_entry("attached", &a.attached)?;
                     m.serialize_entry("missing", &a.missing)?;
                     m.serialize_entry("single_stepped", &a.single_stepped)?;
+                    m.serialize_entry("uprobes", &a.uprobes)?;
                     m.serialize_entry("slow_ops_total", &r.slow.as_ref().map_or(0, |s| s.total))?;
                 } else {
                     m.serialize_entry("anomalies", &r.anomalies)?;
@@ -479,6 +480,7 @@ fn rocks(m: &Map<String, Value>, summary: bool, secs: f64) -> Result<RocksSectio
                     attached: field_or(m, "attached")?,
                     missing: field_or(m, "missing")?,
                     single_stepped: field_or(m, "single_stepped")?,
+                    uprobes: field_or(m, "uprobes")?,
                 })
             })
             .transpose()?,

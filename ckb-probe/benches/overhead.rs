@@ -3,8 +3,8 @@
 //! and allocations. Prints Markdown that BENCHMARKS.md takes as is:
 //!   cargo bench -p ckb-probe --bench overhead [-- SECTION...]
 //! Sections (default: all): `per-call` (testbed mix and emulated-only mix), `profile` (kernel
-//! run time per program), `user` (ckb-probe's CPU and RSS), `alloc` (allocations in the poll
-//! loop). Environment: OVERHEAD_REPS (repetitions, default 3), OVERHEAD_SECS (seconds per run,
+//! run time per program), `lifecycle` (attach and detach time per uprobe mechanism), `user`
+//! (ckb-probe's CPU and RSS), `alloc` (allocations in the poll loop). Environment: OVERHEAD_REPS (repetitions, default 3), OVERHEAD_SECS (seconds per run,
 //! default 5), OVERHEAD_USER_SECS (the `user` run, default 20; 600 for the 10-minute figure).
 //!
 //! Every run is the static testbed, 1 worker thread, `--rate 0` (as fast as it goes). The cost
@@ -102,6 +102,8 @@ enum Tool {
     None,
     Floor,
     Rocksdb,
+    /// `ckb-probe rocksdb` with perf-event uprobes instead of uprobe_multi links.
+    PerfEvent,
     AllLayers,
     Bpftrace,
     Lightweight,
@@ -113,6 +115,9 @@ impl Tool {
             Tool::None => "no probe",
             Tool::Floor => "floor: empty uprobe + uretprobe (ckb-probe's own, same sites)",
             Tool::Rocksdb => "`ckb-probe rocksdb`",
+            Tool::PerfEvent => {
+                "`ckb-probe rocksdb`, perf-event uprobes (`CKB_PROBE_UPROBES=perf_event`)"
+            }
             Tool::AllLayers => "`ckb-probe rocksdb --with syscall,net`",
             Tool::Bpftrace => "bpftrace, per-function latency histograms",
             Tool::Lightweight => "`ckb-probe rocksdb --lightweight`",
@@ -121,16 +126,29 @@ impl Tool {
 
     fn probe_args(self) -> Option<&'static [&'static str]> {
         match self {
-            Tool::Rocksdb => Some(&[]),
+            Tool::Rocksdb | Tool::PerfEvent => Some(&[]),
             Tool::AllLayers => Some(&["--with", "syscall,net"]),
             Tool::Lightweight => Some(&["--lightweight"]),
             _ => None,
         }
     }
+
+    fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Tool::PerfEvent => &[("CKB_PROBE_UPROBES", "perf_event")],
+            _ => &[],
+        }
+    }
 }
 
 fn tools(s: &Settings) -> Vec<Tool> {
-    let mut t = vec![Tool::None, Tool::Floor, Tool::Rocksdb, Tool::AllLayers];
+    let mut t = vec![
+        Tool::None,
+        Tool::Floor,
+        Tool::Rocksdb,
+        Tool::PerfEvent,
+        Tool::AllLayers,
+    ];
     if s.bpftrace {
         t.push(Tool::Bpftrace);
     }
@@ -236,7 +254,7 @@ fn attach(tool: Tool, tb: &Testbed) -> Attached {
         t => {
             let mut args = vec!["rocksdb", "--pid", &pid, "--json"];
             args.extend_from_slice(t.probe_args().unwrap_or_default());
-            Attached::Probe(Probe::start(&args))
+            Attached::Probe(Probe::start_env(&args, t.env()))
         }
     }
 }
@@ -581,6 +599,12 @@ fn print_ratios(mixes: &[(&str, &MixResult)]) {
             Tool::Bpftrace,
             "≤ 0.8",
         ),
+        (
+            "ckb-probe: uprobe_multi / perf-event uprobes",
+            Tool::Rocksdb,
+            Tool::PerfEvent,
+            "",
+        ),
         ("all layers / floor", Tool::AllLayers, Tool::Floor, ""),
         (
             "lightweight / floor",
@@ -757,7 +781,11 @@ fn profile(s: &Settings) {
     };
     let stats = BpfStats::enable();
     let mut profiles: Vec<(Tool, Vec<ProgStat>)> = Vec::new();
-    for tool in tools(s).into_iter().filter(|&t| t != Tool::None) {
+    // The perf-event variant runs the same programs: its profile would repeat ckb-probe's.
+    for tool in tools(s)
+        .into_iter()
+        .filter(|&t| t != Tool::None && t != Tool::PerfEvent)
+    {
         eprintln!("[overhead] profile: {}", tool.label());
         let mut snap = Vec::new();
         let mut grab = |pid: u32| snap = snapshot(pid, &offsets);
@@ -848,6 +876,7 @@ fn short(t: Tool) -> &'static str {
         Tool::None => "none",
         Tool::Floor => "floor",
         Tool::Rocksdb => "ckb-probe",
+        Tool::PerfEvent => "ckb-probe perf-event",
         Tool::AllLayers => "all layers",
         Tool::Bpftrace => "bpftrace",
         Tool::Lightweight => "lightweight",
@@ -979,6 +1008,50 @@ fn alloc_check(s: &Settings) {
 
 // ---------------------------------------------------------------- main
 
+// ---------------------------------------------------------------- attach and detach
+
+/// Wall time to attach (start to "tracing") and to detach (SIGINT to exit) `ckb-probe rocksdb`
+/// on a testbed at full speed, per uprobe mechanism. Detaching is where they differ: each
+/// released uprobe waits for an RCU grace period.
+fn lifecycle(s: &Settings) {
+    println!("## Attach and detach\n");
+    println!(
+        "`ckb-probe rocksdb` on the testbed at full speed (46 uprobes), {} repetitions, median [min..max]:\n",
+        s.reps
+    );
+    println!("| uprobes | attach (s) | detach (s) |");
+    println!("|---|---|---|");
+    for (label, env) in [
+        ("uprobe_multi links", &[][..]),
+        (
+            "perf-event uprobes",
+            &[("CKB_PROBE_UPROBES", "perf_event")][..],
+        ),
+    ] {
+        let (mut attach, mut detach) = (Vec::new(), Vec::new());
+        for _ in 0..s.reps {
+            let tb = spawn_testbed(30, &[]);
+            tb.start();
+            let pid = tb.pid.to_string();
+            let t0 = Instant::now();
+            let probe = Probe::start_env(&["rocksdb", "--pid", &pid, "--json"], env);
+            attach.push(t0.elapsed().as_secs_f64());
+            std::thread::sleep(Duration::from_secs(2));
+            let t1 = Instant::now();
+            probe.signal(libc::SIGINT);
+            let (code, _, stderr) = probe.wait(Duration::from_secs(60));
+            detach.push(t1.elapsed().as_secs_f64());
+            assert_eq!(code, 0, "ckb-probe failed: {stderr}");
+        }
+        let cell = |v: &[f64]| {
+            let (lo, hi) = range(v);
+            format!("{:.2} [{lo:.2}..{hi:.2}]", median(v))
+        };
+        println!("| {label} | {} | {} |", cell(&attach), cell(&detach));
+    }
+    println!();
+}
+
 fn main() {
     let Some(run) = sections() else {
         return;
@@ -1002,6 +1075,9 @@ fn main() {
     }
     if run("profile") {
         profile(&settings);
+    }
+    if run("lifecycle") {
+        lifecycle(&settings);
     }
     if run("user") {
         user_side(&settings);

@@ -136,8 +136,14 @@ pub struct Probe {
 impl Probe {
     /// Starts `ckb-probe ARGS` and waits until it has attached (its "attached" stderr line).
     pub fn start(args: &[&str]) -> Probe {
+        Probe::start_env(args, &[])
+    }
+
+    /// [`Probe::start`] with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Probe {
         let mut child = Command::new(ckb_probe())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

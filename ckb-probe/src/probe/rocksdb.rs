@@ -1,12 +1,21 @@
 //! Attaching the RocksDB layer: a uprobe and a uretprobe per traced C function found in the
 //! target, by file offset (CKB keeps `rocksdb_*` only in .symtab, so dynamic-symbol lookup
 //! would not find them), scoped to the target process.
+//!
+//! A function probed on return too has both programs on its first instruction: the kernel
+//! hijacks the return address at `[rsp]` there, and one breakpoint serves both. An entry-only
+//! program goes to the function's entry site (`Site::entry_offset`), past a single-stepped
+//! first instruction when the prologue allows; when that site is past stack adjustments, the
+//! program's function gets its `%rsp` offset through [`set_sp_delta`].
 
 use std::{num::NonZeroU32, path::PathBuf};
 
-use aya::programs::{
-    UProbe,
-    uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+use aya::{
+    maps::Array,
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
 };
 use ckb_probe_common::rocksdb::{FORGET, TRACED, fn_id};
 
@@ -126,7 +135,7 @@ pub fn attach(
     }
     for (symbol, program) in FORGET {
         if let Some(site) = sites.sites.get(symbol)
-            && let Err(e) = attach_one(engine, program, site.file_offset, &sites.object, pid_nz)
+            && let Err(e) = attach_one(engine, program, site.entry_offset, &sites.object, pid_nz)
         {
             tracing::warn!("{symbol}: {}", error_chain(&e));
         }
@@ -141,6 +150,25 @@ pub fn attach(
         });
     }
     Ok(report)
+}
+
+/// Tells the kernel how far `%rsp` has moved down where function `fid`'s entry program sits
+/// (`EntrySite::sp_delta`), so that it finds the stack arguments; needed before attaching an
+/// entry-only program of a traced function at its `entry_offset` (0, the default, is right on
+/// the first instruction).
+pub fn set_sp_delta(engine: &mut Engine, fid: u32, sp_delta: u32) -> Result<(), ProbeError> {
+    let map = engine
+        .ebpf
+        .map_mut("ROCKS_SP_DELTA")
+        .ok_or(ProbeError::Map {
+            name: "ROCKS_SP_DELTA",
+            source: None,
+        })?;
+    let mut array: Array<_, u32> =
+        Array::try_from(map).map_err(ProbeError::map("ROCKS_SP_DELTA"))?;
+    array
+        .set(fid, sp_delta, 0)
+        .map_err(ProbeError::map("ROCKS_SP_DELTA"))
 }
 
 /// The error and its causes on one line; a verifier log is cut to its last lines, which name

@@ -8,28 +8,24 @@ mod support;
 use std::{os::unix::fs::FileExt as _, path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
-use support::{Probe, Testbed, ckb_probe, parse_ndjson, summary, testbed_bin, u};
+use support::{Probe, Testbed, ckb_probe, parse_ndjson, summary, testbed_bin, tier1, u};
 
-fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["tier1"]
-        .as_array()
-        .expect("tier1")
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {report}"))
+/// `ckb-probe symbols --json EXE`.
+fn symbols_json(exe: &Path) -> Value {
+    let out = Command::new(ckb_probe())
+        .args(["symbols", "--json"])
+        .arg(exe)
+        .output()
+        .expect("run symbols");
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 #[test]
 fn symbols_reports_the_entry_sites() {
     let exe = testbed_bin("ckb-probe-sitebed");
-    let out = Command::new(ckb_probe())
-        .args(["symbols", "--json"])
-        .arg(&exe)
-        .output()
-        .expect("run symbols");
-    assert!(out.status.success());
-    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let clear = row(&r, "rocksdb_writebatch_clear");
+    let r = symbols_json(&exe);
+    let clear = tier1(&r, "rocksdb_writebatch_clear");
     assert_eq!(clear["first_insn"], "sub $0x18,%rsp");
     assert_eq!(clear["probe_cost"], "single-step");
     assert_eq!(clear["entry_offset"], 4);
@@ -38,7 +34,7 @@ fn symbols_reports_the_entry_sites() {
     assert_eq!(clear["entry_sp_delta"], 0x18);
     assert_eq!(clear["entry_note"], Value::Null);
     // The kernel's 6-byte nop: emulated from Linux 6.16 on.
-    let destroy = row(&r, "rocksdb_transaction_destroy");
+    let destroy = tier1(&r, "rocksdb_transaction_destroy");
     let release = ckb_probe::check::kernel_release();
     if ckb_probe::check::parse_release(&release).is_some_and(|v| v >= (6, 16)) {
         assert_eq!(destroy["entry_offset"], 4, "{destroy}");
@@ -47,7 +43,7 @@ fn symbols_reports_the_entry_sites() {
         assert_eq!(destroy["entry_offset"], 0, "{destroy}");
         assert!(destroy["entry_note"].is_string());
     }
-    let put = row(&r, "rocksdb_writebatch_put");
+    let put = tier1(&r, "rocksdb_writebatch_put");
     assert_eq!(put["entry_offset"], 0);
     assert_eq!(put["entry_note"], "first instruction is emulated");
 
@@ -97,12 +93,7 @@ fn mapped_byte(pid: u32, exe: &Path, file_offset: u64) -> u8 {
 #[test]
 fn moved_entry_probe_keeps_results_exact() {
     let exe = testbed_bin("ckb-probe-sitebed");
-    let out = Command::new(ckb_probe())
-        .args(["symbols", "--json"])
-        .arg(&exe)
-        .output()
-        .expect("run symbols");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let report = symbols_json(&exe);
     let tb = Testbed::spawn_exe(&exe, &["--calls", "20000", "--batches", "3000"]);
     let pid = tb.pid.to_string();
     let probe = Probe::start(&["rocksdb", "--pid", &pid, "--json"]);
@@ -110,7 +101,7 @@ fn moved_entry_probe_keeps_results_exact() {
         ("rocksdb_writebatch_clear", true),
         ("rocksdb_writebatch_put", false),
     ] {
-        let r = row(&report, f);
+        let r = tier1(&report, f);
         let at = u(&r["file_offset"]);
         let site = at + u(&r["entry_offset"]);
         assert_eq!(site != at, moved, "{r}");

@@ -183,7 +183,8 @@ pub enum Stay {
     FirstEmulated,
     /// Not x86-64, or the function's bytes could not be read.
     NotDecoded,
-    /// No symbol size: jumps back into the prologue cannot be ruled out.
+    /// No symbol size, or a function too large to read whole: jumps back into the prologue
+    /// cannot be ruled out.
     SizeUnknown,
     /// An argument register the program reads is written before any emulated instruction.
     ArgWritten {
@@ -209,7 +210,7 @@ impl fmt::Display for Stay {
             Stay::FirstEmulated => f.write_str("first instruction is emulated"),
             Stay::NotDecoded => f.write_str("code not decoded (not x86-64, or not readable)"),
             Stay::SizeUnknown => {
-                f.write_str("symbol has no size: jumps into the prologue cannot be ruled out")
+                f.write_str("function size unknown (or over 16 KiB): jumps into the prologue cannot be ruled out")
             }
             Stay::ArgWritten { at, insn, reg } => {
                 write!(

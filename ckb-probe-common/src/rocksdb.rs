@@ -109,6 +109,40 @@ traced! {
     ITER_NEXT = 22: "rocksdb_iter_next", "iter_next", IterNext, None, Plain, None;
 }
 
+/// Arguments an entry program of function `fid` reads (bit n = argument n): its column family
+/// and error pointer, and what the payload size and the owning transaction or batch come from.
+/// An entry probe may be moved past instructions that leave all of these in place. Keep in step
+/// with the entry programs in `ckb-probe-ebpf/src/rocksdb.rs`.
+pub const fn entry_args(fid: u32) -> u16 {
+    use fn_id as f;
+    let t = &TRACED[fid as usize];
+    let named = bit(t.cf_arg) | bit(t.err_arg);
+    named
+        | match fid {
+            f::TXN_GET_FOR_UPDATE_CF | f::GET_CF => 1 << 5,
+            f::GET => 1 << 4,
+            f::TXN_PUT_CF | f::BATCH_PUT_CF => 1 | 1 << 3 | 1 << 5,
+            f::PUT => 1 << 3 | 1 << 5,
+            f::PUT_CF => 1 << 4 | 1 << 6,
+            f::BATCH_PUT => 1 | 1 << 2 | 1 << 4,
+            f::TXN_DELETE_CF | f::BATCH_DELETE_CF => 1 | 1 << 3,
+            f::BATCH_DELETE => 1 | 1 << 2,
+            f::TXN_COMMIT => 1,
+            f::WRITE => 1 << 2,
+            _ => 0,
+        }
+}
+
+const fn bit(arg: Option<u8>) -> u16 {
+    match arg {
+        Some(n) => 1 << n,
+        None => 0,
+    }
+}
+
+/// What the `FORGET` programs read: the transaction or batch pointer.
+pub const FORGET_ARGS: u16 = 1;
+
 /// Functions probed only at entry, to forget per-transaction or per-batch byte totals that
 /// end without a commit or write (a freed object's address is soon reused). A written batch is
 /// forgotten at `rocksdb_write`'s return already, so `rocksdb_writebatch_destroy` is not probed:
@@ -276,6 +310,19 @@ crate::user_pod!(OpStats, CfInfo, Entry, ThreadCalls, SlowEvent);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_args_cover_the_named_arguments() {
+        // (db, wo, cf, key, klen, val, vlen, errptr): cf, klen, vlen, errptr.
+        assert_eq!(entry_args(fn_id::PUT_CF), 1 << 2 | 1 << 4 | 1 << 6 | 1 << 7);
+        assert_eq!(entry_args(fn_id::ITER_NEXT), 0);
+        for (id, t) in TRACED.iter().enumerate() {
+            let m = entry_args(id as u32);
+            for a in [t.cf_arg, t.err_arg].into_iter().flatten() {
+                assert_ne!(m & 1 << a, 0, "{}", t.symbol);
+            }
+        }
+    }
 
     #[test]
     fn table_ids_match_positions() {

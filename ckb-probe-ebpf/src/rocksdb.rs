@@ -63,16 +63,39 @@ fn bump(idx: u32) {
     }
 }
 
-/// Argument `n` (zero-based) of the probed function at its entry, System V x86-64 ABI:
-/// the first six in registers, the rest on the stack above the return address.
+/// How far %rsp has moved down where function `fid`'s entry program is attached: 0 on its first
+/// instruction, more when an entry-only probe sits past `sub $n,%rsp` or pushes (user space
+/// sets it with the site, `symbols::EntrySite::sp_delta`).
+#[map]
+static ROCKS_SP_DELTA: Array<u32> = Array::with_max_entries(FN_COUNT as u32, 0);
+
+/// Argument `n` (zero-based) of the probed function at its first instruction, System V x86-64
+/// ABI: the first six in registers, the rest on the stack above the return address. For a
+/// stack argument of a program that may sit further into the prologue, use [`arg_at`].
 #[inline(always)]
 fn arg(ctx: &ProbeContext, n: u8) -> u64 {
     if n < 6 {
         return ctx.arg::<u64>(n as usize).unwrap_or(0);
     }
+    stack_arg(ctx, n, 0)
+}
+
+/// Argument `n` of function `fid` wherever its entry program sits. Registers are read as they
+/// are: a site is only chosen before the program's argument registers are overwritten.
+#[inline(always)]
+fn arg_at(ctx: &ProbeContext, fid: u32, n: u8) -> u64 {
+    if n < 6 {
+        return arg(ctx, n);
+    }
+    let delta = ROCKS_SP_DELTA.get(fid).copied().unwrap_or(0);
+    stack_arg(ctx, n, delta as u64)
+}
+
+#[inline(always)]
+fn stack_arg(ctx: &ProbeContext, n: u8, sp_delta: u64) -> u64 {
     // SAFETY: ctx.regs is the kernel-provided pt_regs of this probe hit.
     let sp = unsafe { (*ctx.regs).rsp };
-    read_u64(sp + 8 * (n as u64 - 5))
+    read_u64(sp + sp_delta + 8 * (n as u64 - 5))
 }
 
 /// Follows a `rocksdb_column_family_handle_t*` to its family: the handle wraps a
@@ -178,7 +201,7 @@ fn on_enter(ctx: &ProbeContext, fid: u32, bytes: u64, aux: u64) {
     };
     let spec = &TRACED[fid as usize];
     let cf = match spec.cf_arg {
-        Some(i) => resolve_cf(arg(ctx, i), cfg.flags),
+        Some(i) => resolve_cf(arg_at(ctx, fid, i), cfg.flags),
         None => CF_DEFAULT,
     };
     if cfg.flags & CONFIG_FLAG_ENTRY_ONLY != 0 {
@@ -186,7 +209,7 @@ fn on_enter(ctx: &ProbeContext, fid: u32, bytes: u64, aux: u64) {
         return;
     }
     let errptr = match spec.err_arg {
-        Some(i) => arg(ctx, i),
+        Some(i) => arg_at(ctx, fid, i),
         None => 0,
     };
     let Some(t) = thread_calls(pid_tgid) else {
@@ -414,7 +437,7 @@ pair!(txn_put_cf_enter, txn_put_cf_exit, f::TXN_PUT_CF, |c| {
 pair!(put_enter, put_exit, f::PUT, |c| (arg(c, 3) + arg(c, 5), 0));
 // (db, wo, cf, key, klen, val, vlen, errptr)
 pair!(put_cf_enter, put_cf_exit, f::PUT_CF, |c| (
-    arg(c, 4) + arg(c, 6),
+    arg(c, 4) + arg_at(c, f::PUT_CF, 6),
     0
 ));
 // (batch, cf, key, klen, val, vlen)

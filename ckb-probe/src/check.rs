@@ -721,6 +721,14 @@ mod tests {
                         file_offset: 0x1000,
                         probe_cost: cost,
                         first_insn: "x".into(),
+                        entry_offset: 0x1000,
+                        entry: symbols::EntrySite {
+                            offset: 0,
+                            cost,
+                            insn: "x".into(),
+                            sp_delta: 0,
+                            stays: None,
+                        },
                     },
                 )
             })

@@ -178,7 +178,7 @@ fn export_and_overview_keep_only_what_they_need() {
         &["--threads", "1", "--duration", "3", "--rate", "1000"],
     );
     let pid = tb.pid.to_string();
-    let mut export = as_nobody(
+    let mut export = Reaped(as_nobody(
         dir.path(),
         ALL_LAYERS,
         &[
@@ -191,8 +191,8 @@ fn export_and_overview_keep_only_what_they_need() {
             "0",
         ],
         &[],
-    );
-    let mut err = std::io::BufReader::new(export.stderr.take().unwrap());
+    ));
+    let mut err = std::io::BufReader::new(export.0.stderr.take().unwrap());
     let mut seen = String::new();
     let addr = loop {
         let mut line = String::new();
@@ -210,7 +210,7 @@ fn export_and_overview_keep_only_what_they_need() {
         let _ = std::io::Read::read_to_string(&mut err, &mut rest);
         rest
     });
-    assert_eq!(cap_eff(export.id()), CAP_SYS_PTRACE, "export: {seen}");
+    assert_eq!(cap_eff(export.0.id()), CAP_SYS_PTRACE, "export: {seen}");
     assert!(
         seen.contains("tracing rocksdb, syscall, net of PID"),
         "not every layer attached as nobody: {seen}"
@@ -236,8 +236,8 @@ fn export_and_overview_keep_only_what_they_need() {
         u(&truth["functions"]["rocksdb_get"]["calls"]),
         "exporter's rocksdb_get calls as nobody"
     );
-    unsafe { libc::kill(export.id() as i32, libc::SIGINT) };
-    let st = export.wait().unwrap();
+    unsafe { libc::kill(export.0.id() as i32, libc::SIGINT) };
+    let st = export.0.wait().unwrap();
     let rest = drained.join().unwrap();
     assert!(st.success(), "export: {seen}{rest}");
 
@@ -252,13 +252,16 @@ fn export_and_overview_keep_only_what_they_need() {
         bin.display(),
         tb.pid
     );
-    let mut tui = Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux)");
+    // Killing `script` on a failure closes the terminal: the overview ends on its SIGHUP.
+    let mut tui = Reaped(
+        Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux)"),
+    );
     tb.start();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let probe_pid = loop {
@@ -281,8 +284,21 @@ fn export_and_overview_keep_only_what_they_need() {
     std::thread::sleep(Duration::from_millis(500));
     let eff = cap_eff(probe_pid);
     unsafe { libc::kill(probe_pid as i32, libc::SIGTERM) };
-    let _ = tui.wait();
+    let _ = tui.0.wait();
     assert_eq!(eff, CAP_SYS_PTRACE, "overview: CapEff {eff:#x}");
+}
+
+/// A child killed if the test fails before it is waited for: a left-over exporter would keep
+/// its probes, and the lock on BPF tests its parent held, for ever.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn http_get(addr: &str, path: &str) -> String {

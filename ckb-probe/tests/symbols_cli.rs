@@ -1,6 +1,8 @@
 //! `ckb-probe symbols` end to end: the testbed (RocksDB static and dynamic), stripped and
 //! damaged copies, bad paths and PIDs, and the real CKB binary.
 
+mod support;
+
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
@@ -9,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+use support::tier1;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ckb-probe");
 
@@ -108,15 +111,6 @@ fn ckb_binary() -> Option<PathBuf> {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/ckb"));
     from_path.into_iter().chain(home).find(|p| p.is_file())
-}
-
-fn tier1<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["tier1"]
-        .as_array()
-        .expect("tier1 array")
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in tier1"))
 }
 
 fn assert_documented_fields(r: &Value) {

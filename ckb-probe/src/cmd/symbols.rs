@@ -6,7 +6,7 @@ use std::{
     process::ExitCode,
 };
 
-use ckb_probe::symbols::{self, BinaryReport, tiers::CRATES};
+use ckb_probe::symbols::{self, BinaryReport, ProbeCost, Tier1Fn, tiers::CRATES};
 
 /// Tier 2 names shown without `--all`.
 const TIER2_SHOWN: usize = 20;
@@ -66,6 +66,23 @@ fn human_size(n: u64) -> String {
     } else {
         format!("{n} bytes")
     }
+}
+
+/// Where an entry-only probe of a function whose first instruction is single-stepped goes, or
+/// why it stays there (nothing is said of the others: their entry is cheap already).
+fn entry_line(t: &Tier1Fn) -> Option<String> {
+    if t.probe_cost != Some(ProbeCost::SingleStep) {
+        return None;
+    }
+    Some(match (t.entry_offset?, &t.entry_note) {
+        (0, Some(why)) => format!("entry-only probe stays at +0: {why}"),
+        (off, _) => format!(
+            "entry-only probe at +{off:#x} `{}` ({}, %rsp {:#x} below entry)",
+            t.entry_insn.as_deref().unwrap_or("-"),
+            t.entry_cost.map(|c| c.as_str()).unwrap_or("-"),
+            t.entry_sp_delta.unwrap_or(0),
+        ),
+    })
 }
 
 fn print_human(r: &BinaryReport, all: bool) -> io::Result<()> {
@@ -139,6 +156,9 @@ fn print_human(r: &BinaryReport, all: bool) -> io::Result<()> {
             t.probe_cost.map(|c| c.as_str()).unwrap_or("-"),
             t.first_insn.as_deref().unwrap_or("-"),
         )?;
+        if let Some(line) = entry_line(t) {
+            writeln!(o, "  {:<42} {line}", "")?;
+        }
     }
     if others > 0 {
         writeln!(

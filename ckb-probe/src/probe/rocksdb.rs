@@ -1,12 +1,21 @@
 //! Attaching the RocksDB layer: a uprobe and a uretprobe per traced C function found in the
 //! target, by file offset (CKB keeps `rocksdb_*` only in .symtab, so dynamic-symbol lookup
 //! would not find them), scoped to the target process.
+//!
+//! A function probed on return too has both programs on its first instruction: the kernel
+//! hijacks the return address at `[rsp]` there, and one breakpoint serves both. An entry-only
+//! program goes to the function's entry site (`Site::entry_offset`), past a single-stepped
+//! first instruction when the prologue allows; when that site is past stack adjustments, the
+//! program's function gets its `%rsp` offset through [`set_sp_delta`].
 
 use std::{num::NonZeroU32, path::PathBuf};
 
-use aya::programs::{
-    UProbe,
-    uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+use aya::{
+    maps::Array,
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
 };
 use ckb_probe_common::rocksdb::{FORGET, TRACED, fn_id};
 
@@ -149,7 +158,11 @@ pub fn attach(
         // The return probe first: an entry without a return probe would leave entries behind;
         // a return probe without its entry is removed again (it would count unpaired returns).
         let result = if opts.entry_only {
-            attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz).map(|_| ())
+            // Without a return probe the entry program may sit past a single-stepped first
+            // instruction, at the site the prologue walk chose (the entry itself otherwise).
+            set_sp_delta(engine, id as u32, site.entry.sp_delta).and_then(|()| {
+                attach_one(engine, &enter, site.entry_offset, &sites.object, pid_nz).map(|_| ())
+            })
         } else {
             attach_one(engine, &exit, site.file_offset, &sites.object, pid_nz).and_then(
                 |exit_link| {
@@ -162,7 +175,12 @@ pub fn attach(
         match result {
             Ok(_) => {
                 report.attached.push(f.symbol);
-                if matches!(site.probe_cost, ProbeCost::SingleStep) {
+                let cost = if opts.entry_only {
+                    site.entry.cost
+                } else {
+                    site.probe_cost
+                };
+                if matches!(cost, ProbeCost::SingleStep) {
                     report.single_stepped.push(f.symbol);
                 }
             }
@@ -175,7 +193,7 @@ pub fn attach(
     }
     for (symbol, program) in FORGET {
         if let Some(site) = sites.sites.get(symbol)
-            && let Err(e) = attach_one(engine, program, site.file_offset, &sites.object, pid_nz)
+            && let Err(e) = attach_one(engine, program, site.entry_offset, &sites.object, pid_nz)
         {
             tracing::warn!("{symbol}: {}", error_chain(&e));
         }
@@ -192,6 +210,25 @@ pub fn attach(
         });
     }
     Ok(report)
+}
+
+/// Tells the kernel how far `%rsp` has moved down where function `fid`'s entry program sits
+/// (`EntrySite::sp_delta`), so that it finds the stack arguments; needed before attaching an
+/// entry-only program of a traced function at its `entry_offset` (0, the default, is right on
+/// the first instruction).
+pub fn set_sp_delta(engine: &mut Engine, fid: u32, sp_delta: u32) -> Result<(), ProbeError> {
+    let map = engine
+        .ebpf
+        .map_mut("ROCKS_SP_DELTA")
+        .ok_or(ProbeError::Map {
+            name: "ROCKS_SP_DELTA",
+            source: None,
+        })?;
+    let mut array: Array<_, u32> =
+        Array::try_from(map).map_err(ProbeError::map("ROCKS_SP_DELTA"))?;
+    array
+        .set(fid, sp_delta, 0)
+        .map_err(ProbeError::map("ROCKS_SP_DELTA"))
 }
 
 /// The error and its causes on one line; a verifier log is cut to its last lines, which name

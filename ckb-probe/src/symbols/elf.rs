@@ -14,7 +14,10 @@ use object::{
 
 use super::tiers::Prefilter;
 
-/// Bytes kept from the start of each function (longest x86 instruction).
+/// Bytes kept from the start of each function: enough for the prologue walk of any C API
+/// wrapper (it also needs every jump of the function), and for the first instruction (15 bytes
+/// at most) of a symbol without a size.
+const CODE_MAX: usize = 16 << 10;
 const FIRST_BYTES: usize = 15;
 
 /// A `rocksdb_*` function found in a symbol table.
@@ -23,7 +26,10 @@ pub struct RawSite {
     /// Where the kernel should place the uprobe; `None` when the symbol's address is not
     /// backed by file contents (which would be a malformed file).
     pub file_offset: Option<u64>,
-    pub first_bytes: Vec<u8>,
+    /// The function's code from its entry, or its first bytes when `whole` is false.
+    pub code: Vec<u8>,
+    /// `code` holds the whole function (its symbol size is known and at most `CODE_MAX`).
+    pub whole: bool,
 }
 
 /// What one pass over the file learnt.
@@ -168,16 +174,19 @@ fn scan_generic<Elf: FileHeader<Endian = Endianness>>(
                     .and_then(|i| sections.section(i).ok())
                     .and_then(|s| section_offset::<Elf>(s, endian, value))
                     .or_else(|| segment_offset(header, endian, data, value));
-                let first_bytes = file_offset
+                let size = usize::try_from(sym.st_size(endian).into()).unwrap_or(usize::MAX);
+                let whole = size > 0 && size <= CODE_MAX;
+                let want = if whole { size } else { FIRST_BYTES };
+                let code = file_offset
                     .and_then(|o| usize::try_from(o).ok())
-                    .and_then(|o| data.get(o..data.len().min(o.saturating_add(FIRST_BYTES))))
-                    .unwrap_or_default()
-                    .to_vec();
+                    .and_then(|o| data.get(o..data.len().min(o.saturating_add(want))))
+                    .unwrap_or_default();
                 out.rocksdb.insert(
                     key,
                     RawSite {
                         file_offset,
-                        first_bytes,
+                        whole: whole && code.len() == size,
+                        code: code.to_vec(),
                     },
                 );
             } else if want_rust && is_ckb_main(name) && out.ckb_main.is_none() {

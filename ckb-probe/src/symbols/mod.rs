@@ -21,10 +21,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ckb_probe_common::rocksdb::{FORGET, TRACED};
+use ckb_probe_common::rocksdb::{FORGET, FORGET_ARGS, TRACED, entry_args};
 use serde::Serialize;
 
-pub use x86::ProbeCost;
+pub use x86::{EntrySite, ProbeCost, Stay};
 
 use crate::target::{self, Process, TargetError};
 
@@ -98,6 +98,11 @@ pub struct Site {
     pub probe_cost: ProbeCost,
     /// E.g. `push %r15`, or the hex bytes when not decoded.
     pub first_insn: String,
+    /// Where an entry-only program goes (aya's `AbsoluteOffset`): the first instruction, or a
+    /// cheaper one further into the prologue (see [`EntrySite`]). A function probed on return
+    /// too keeps its entry program at `file_offset`, where the return probe must be.
+    pub entry_offset: u64,
+    pub entry: EntrySite,
 }
 
 /// The attach sites of a process's RocksDB C API.
@@ -122,6 +127,14 @@ pub struct Tier1Fn {
     pub file_offset: Option<u64>,
     pub probe_cost: Option<ProbeCost>,
     pub first_insn: Option<String>,
+    /// Where an entry-only probe goes: bytes past the first instruction (0: the entry), the
+    /// instruction there, its cost, and how far %rsp has moved down at it.
+    pub entry_offset: Option<u64>,
+    pub entry_insn: Option<String>,
+    pub entry_cost: Option<ProbeCost>,
+    pub entry_sp_delta: Option<u32>,
+    /// Why the entry-only probe stays on the first instruction (null when it moved).
+    pub entry_note: Option<String>,
     /// The operation a traced function counts as (`GET`, `PUT`, ...); null for the others and
     /// for the entry-only `FORGET` probes.
     pub op: Option<&'static str>,
@@ -220,16 +233,40 @@ fn scan_file<'a>(
     })
 }
 
+/// What ckb-probe's entry program of `symbol` reads: a traced function's arguments, the
+/// pointer a `FORGET` program reads, or (for functions ckb-probe does not probe) anything.
+fn entry_needs(symbol: &str) -> x86::Needs {
+    if let Some(id) = TRACED.iter().position(|t| t.symbol == symbol) {
+        x86::Needs::args(entry_args(id as u32))
+    } else if FORGET.iter().any(|(s, _)| *s == symbol) {
+        x86::Needs::args(FORGET_ARGS)
+    } else {
+        x86::Needs::ALL
+    }
+}
+
 fn sites_of(scan: &elf::Scan<'_>) -> BTreeMap<String, Site> {
     let x86 = scan.machine == object::elf::EM_X86_64;
+    let emulation = x86::Emulation::running();
     scan.rocksdb
         .iter()
         .filter_map(|(name, raw)| {
             let file_offset = raw.file_offset?;
-            let (probe_cost, first_insn) = if x86 {
-                x86::classify(&raw.first_bytes)
+            let entry = if x86 {
+                x86::entry_site(&raw.code, raw.whole, entry_needs(name), emulation)
             } else {
-                (ProbeCost::Unknown, x86_hex(&raw.first_bytes))
+                EntrySite {
+                    offset: 0,
+                    cost: ProbeCost::Unknown,
+                    insn: x86_hex(&raw.code),
+                    sp_delta: 0,
+                    stays: Some(x86::Stay::NotDecoded),
+                }
+            };
+            let (probe_cost, first_insn) = if entry.offset == 0 {
+                (entry.cost, entry.insn.clone())
+            } else {
+                x86::classify(&raw.code, emulation)
             };
             Some((
                 name.clone(),
@@ -237,6 +274,8 @@ fn sites_of(scan: &elf::Scan<'_>) -> BTreeMap<String, Site> {
                     file_offset,
                     probe_cost,
                     first_insn,
+                    entry_offset: file_offset + entry.offset,
+                    entry,
                 },
             ))
         })
@@ -517,6 +556,11 @@ fn tier1_rows(sites: &BTreeMap<String, Site>) -> Vec<Tier1Fn> {
             file_offset: Some(s.file_offset),
             probe_cost: Some(s.probe_cost),
             first_insn: Some(s.first_insn.clone()),
+            entry_offset: Some(s.entry.offset),
+            entry_insn: Some(s.entry.insn.clone()),
+            entry_cost: Some(s.entry.cost),
+            entry_sp_delta: Some(s.entry.sp_delta),
+            entry_note: s.entry.stays.as_ref().map(ToString::to_string),
             op,
         },
         None => Tier1Fn {
@@ -526,6 +570,11 @@ fn tier1_rows(sites: &BTreeMap<String, Site>) -> Vec<Tier1Fn> {
             file_offset: None,
             probe_cost: None,
             first_insn: None,
+            entry_offset: None,
+            entry_insn: None,
+            entry_cost: None,
+            entry_sp_delta: None,
+            entry_note: None,
             op,
         },
     };
@@ -582,7 +631,7 @@ fn report(
         .collect();
     if !slow.is_empty() {
         hints.push(format!(
-            "{} traced function(s) start with an instruction the kernel must single-step ({}): each probed call costs more (about 14 us instead of 0.4 us on a VM)",
+            "{} traced function(s) start with an instruction the kernel must single-step ({}): each probed call costs more (about 14 us instead of 0.4 us on a VM); entry-only probes move to the entry site shown where the prologue allows",
             slow.len(),
             slow.join(", ")
         ));

@@ -208,7 +208,7 @@ fn shared_rocksdb_library_sites() {
     let data = std::fs::read(DEBIAN_ROCKSDB).expect("read");
     let off = get.file_offset.expect("offset") as usize;
     assert_eq!(
-        x86::classify(&data[off..off + 15]).1,
+        x86::classify(&data[off..off + 15], x86::Emulation::running()).1,
         get.first_insn.clone().expect("insn")
     );
     assert!(r.tier1.iter().filter(|t| t.present).count() > 100);

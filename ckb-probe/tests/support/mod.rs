@@ -256,6 +256,16 @@ pub fn summary(objs: &[Value]) -> &Value {
     s
 }
 
+/// The row of `name` in a `symbols --json` report's tier 1.
+pub fn tier1<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["tier1"]
+        .as_array()
+        .expect("tier1 array")
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in tier1"))
+}
+
 pub fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }

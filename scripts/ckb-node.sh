@@ -13,6 +13,10 @@
 #   peer DIR [PEER_DIR]  start a second node (no miner) in PEER_DIR with the node in DIR as its bootnode and wait
 #                        until DIR's node lists it in get_peers; last stdout line:
 #                        CKB_PEER_DIR=<dir> CKB_PEER_PID=<pid> CKB_PEER_RPC=http://127.0.0.1:<port>
+#   init-peer DIR PEER_DIR  initialise (not start) a node in PEER_DIR on DIR's chain (same genesis), with no
+#                        bootnode: start it with `ckb run -C PEER_DIR` and connect it when wanted with the
+#                        `add_node` RPC (e.g. after attaching probes, to time its initial block download); last
+#                        stdout line: CKB_PEER_DIR=<dir> CKB_PEER_RPC=http://127.0.0.1:<port>
 #   demo-env [DIR]       install, then start
 #
 # Environment:
@@ -552,6 +556,21 @@ cmd_peer() {
   echo "CKB_PEER_DIR=$pdir CKB_PEER_PID=$pid CKB_PEER_RPC=http://127.0.0.1:$rpc_port"
 }
 
+cmd_init_peer() {
+  [[ -n "${1:-}" && -n "${2:-}" ]] || die "usage: $0 init-peer DIR PEER_DIR"
+  local dir pdir rpc_port=${CKB_PEER_RPC_PORT:-8124} p2p_port=${CKB_PEER_P2P_PORT:-8125}
+  dir=$(default_dir "$1")
+  pdir=$(abs_dir "$2")
+  [ "$pdir" != "$dir" ] || die "PEER_DIR must differ from DIR"
+  [ ! -e "$pdir/ckb.toml" ] || die "$pdir already holds a node; use a new PEER_DIR"
+  find_ckb
+  check_ports_free "$rpc_port" "$p2p_port"
+  init_node "$pdir" "$rpc_port" "$p2p_port"
+  # Same genesis as DIR (see cmd_peer).
+  cp "$dir/specs/dev.toml" "$pdir/specs/dev.toml"
+  echo "CKB_PEER_DIR=$pdir CKB_PEER_RPC=http://127.0.0.1:$rpc_port"
+}
+
 stop_dir() {
   local dir=$1 pid mpid p
   if [ -f "$dir/peers" ]; then
@@ -619,6 +638,7 @@ main() {
     stop) cmd_stop "$@" ;;
     status) cmd_status "$@" ;;
     peer) cmd_peer "$@" ;;
+    init-peer) cmd_init_peer "$@" ;;
     demo-env)
       cmd_install
       cmd_start "$@"

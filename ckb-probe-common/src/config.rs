@@ -15,5 +15,8 @@ pub struct Config {
 
 /// Resolve column-family handles to families (pointer chase into RocksDB's objects).
 pub const CONFIG_FLAG_CF: u32 = 1 << 0;
+/// RocksDB lightweight mode: entry programs record calls and the bytes known at entry
+/// themselves (no return probe is attached, so no latency, outcome or slow events).
+pub const CONFIG_FLAG_ENTRY_ONLY: u32 = 1 << 1;
 
 crate::user_pod!(Config);

@@ -120,26 +120,42 @@ pub const FORGET: [(&str, &str); 3] = [
     ("rocksdb_writebatch_clear", "batch_forget_clear"),
 ];
 
-/// `StatsKey::cf` for functions without a column-family argument (RocksDB's "default" family).
+/// Column-family slot of functions without a column-family argument (RocksDB's "default"
+/// family).
 pub const CF_DEFAULT: u64 = 0;
-/// `StatsKey::cf` when the family could not be resolved (tracking off, or unknown object layout).
+/// Column-family slot when the family could not be resolved (tracking off, unknown object
+/// layout, or a family id beyond the slots).
 pub const CF_UNKNOWN: u64 = 1;
+/// Column-family slots per function in the statistics array: `CF_DEFAULT`, `CF_UNKNOWN`, then
+/// one per RocksDB family id (`2 + id`). CKB's 19 columns and "default" take ids 0..=19.
+pub const CF_SLOTS: u32 = 32;
 /// Longest column-family name copied out of the target.
 pub const CF_NAME_MAX: usize = 32;
 /// `CfInfo::id` of a handle whose object layout did not validate.
 pub const CF_ID_INVALID: u32 = u32::MAX;
 
-/// Key of the per-CPU `ROCKS_STATS` map: one row per function and column-family handle.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct StatsKey {
-    pub fn_id: u32,
-    pub _pad: u32,
-    /// Column-family handle pointer in the target, or `CF_DEFAULT` / `CF_UNKNOWN`.
-    pub cf: u64,
+/// The slot of RocksDB family `id` (`CF_UNKNOWN` for an invalid id or one beyond the slots).
+/// Families are told apart by id, not by handle: a family has one id for the life of its
+/// database, while each open handle to it is a different pointer.
+#[inline(always)]
+pub const fn cf_slot(id: u32) -> u64 {
+    if id < CF_SLOTS - 2 {
+        id as u64 + 2
+    } else {
+        CF_UNKNOWN
+    }
 }
 
-/// Aggregates for one `StatsKey` on one CPU.
+/// Length of the per-CPU `ROCKS_STATS` array: one row per function and column-family slot.
+pub const STATS_LEN: u32 = FN_COUNT as u32 * CF_SLOTS;
+
+/// Index of the row of function `fn_id` and slot `cf` in `ROCKS_STATS`.
+#[inline(always)]
+pub const fn stats_index(fn_id: u32, cf: u64) -> u32 {
+    fn_id * CF_SLOTS + cf as u32
+}
+
+/// Aggregates for one (function, column-family slot) on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpStats {
@@ -179,27 +195,35 @@ pub struct CfInfo {
     pub name: [u8; CF_NAME_MAX],
 }
 
-/// Key of the in-flight call map: one thread, one function (so nested calls of different
-/// functions on a thread pair correctly).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EntryKey {
-    pub pid_tgid: u64,
-    pub fn_id: u32,
-    pub _pad: u32,
-}
-
 /// State saved at function entry for the matching return.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
+    pub fn_id: u32,
+    pub _pad: u32,
     pub start_ns: u64,
+    /// Column-family slot.
     pub cf: u64,
     pub bytes: u64,
-    /// `size_t* vallen` for `ValueWithLen` functions; the txn or batch pointer for WRITE.
+    /// `size_t* vallen` for `ValueWithLen` functions.
     pub aux: u64,
     /// `char** errptr`, 0 when the function has none.
     pub errptr: u64,
+}
+
+/// Traced calls one thread can have in flight at once (traced functions do not call each
+/// other, so one is the rule; deeper nesting is counted as unpaired).
+pub const INFLIGHT_MAX: usize = 4;
+
+/// The in-flight calls of one thread, innermost last (the `ROCKS_THREADS` map, keyed by
+/// pid_tgid). Only its own thread reads or writes it, so it is updated in place without a lock;
+/// map updates (which lock) happen once per thread, not per call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCalls {
+    pub depth: u32,
+    pub _pad: u32,
+    pub calls: [Entry; INFLIGHT_MAX],
 }
 
 /// Ring-buffer record kinds (records of one size still need a tag to be told apart).
@@ -221,6 +245,7 @@ pub struct SlowEvent {
     pub end_ns: u64,
     pub latency_ns: u64,
     pub bytes: u64,
+    /// Column-family slot.
     pub cf: u64,
 }
 
@@ -228,24 +253,25 @@ pub struct SlowEvent {
 pub mod counter {
     /// Slow events dropped because the ring buffer was full.
     pub const RING_DROPS: u32 = 0;
-    /// Returns with no matching entry (evicted from the LRU map, or attached mid-call).
+    /// Returns with no matching entry (attached mid-call, thread evicted from the LRU map, or
+    /// nested deeper than `INFLIGHT_MAX`).
     pub const UNPAIRED: u32 = 1;
     /// Column-family handles whose object layout did not validate.
     pub const CF_INVALID: u32 = 2;
-    /// Calls not recorded at all because the statistics map was full.
+    /// Calls not recorded at all because a map was full (the per-thread map could not take a
+    /// new thread).
     pub const STATS_FULL: u32 = 3;
     pub const LEN: u32 = 4;
 }
 
-/// Capacities of the kernel maps (also what bounds memory when threads die mid-call).
-pub const ENTRIES_MAX: u32 = 16_384;
-pub const STATS_MAX: u32 = 2_048;
+/// Capacities of the kernel maps (threads: also what bounds memory as threads come and go).
+pub const THREADS_MAX: u32 = 8_192;
 pub const CF_MAX: u32 = 1_024;
 pub const ACCUM_MAX: u32 = 8_192;
 /// 4 MiB: about 75,000 slow events between two drains of a starved consumer.
 pub const RING_BYTES: u32 = 4 << 20;
 
-crate::user_pod!(StatsKey, OpStats, CfInfo, EntryKey, Entry, SlowEvent);
+crate::user_pod!(OpStats, CfInfo, Entry, ThreadCalls, SlowEvent);
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 // For the BPF atomic-add instruction (see rocksdb::add).
 #![feature(asm_experimental_arch)]
 
+mod floor;
 mod net;
 mod rocksdb;
 mod syscall;

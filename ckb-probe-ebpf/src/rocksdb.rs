@@ -1,23 +1,31 @@
 //! RocksDB layer: a uprobe/uretprobe pair per traced C API function.
 //!
 //! Entry saves the start time and what only the arguments tell (column family, sizes, output
-//! pointers) keyed by (thread, function); return reads the outcome, then updates per-CPU
-//! aggregates, the function's latency histogram and, above the threshold, the slow-event ring.
+//! pointers) on its thread's stack of in-flight calls; return pops it, reads the outcome, then
+//! updates per-CPU aggregates, the function's latency histogram and, above the threshold, the
+//! slow-event ring. In entry-only mode the entry records the call itself and no return probe
+//! is attached.
+//!
+//! The hot path makes no map update: hash-map updates take a bucket spin lock with interrupts
+//! off (several hundred ns each on a VM). Per call it only looks up (lock-free) its thread's
+//! record, the column-family cache and per-CPU arrays, and writes into them in place; map
+//! updates happen once per thread, per column-family handle, and per transaction or batch.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
     macros::{map, uprobe, uretprobe},
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
 use ckb_probe_common::{
-    config::CONFIG_FLAG_CF,
+    config::{CONFIG_FLAG_CF, CONFIG_FLAG_ENTRY_ONLY},
     hist::{BUCKETS, Histogram, bucket_of},
     rocksdb::{
-        ACCUM_MAX, CF_DEFAULT, CF_ID_INVALID, CF_MAX, CF_NAME_MAX, CF_UNKNOWN, CfInfo, ENTRIES_MAX,
-        EVENT_SLOW_OP, Entry, EntryKey, FN_COUNT, OpStats, RING_BYTES, Result_, SLOW_FLAG_ERROR,
-        SLOW_FLAG_HIT, SLOW_FLAG_MISS, STATS_MAX, SlowEvent, StatsKey, TRACED, counter, fn_id as f,
+        ACCUM_MAX, CF_DEFAULT, CF_ID_INVALID, CF_MAX, CF_NAME_MAX, CF_UNKNOWN, CfInfo,
+        EVENT_SLOW_OP, Entry, FN_COUNT, INFLIGHT_MAX, OpStats, RING_BYTES, Result_,
+        SLOW_FLAG_ERROR, SLOW_FLAG_HIT, SLOW_FLAG_MISS, STATS_LEN, SlowEvent, THREADS_MAX, TRACED,
+        ThreadCalls, cf_slot, counter, fn_id as f, stats_index,
     },
 };
 
@@ -26,11 +34,16 @@ use crate::{
     util::{add, opaque, read_u64},
 };
 
+/// Each thread's in-flight calls, keyed by pid_tgid (LRU: threads come and go).
 #[map]
-static ROCKS_ENTRIES: LruHashMap<EntryKey, Entry> = LruHashMap::with_max_entries(ENTRIES_MAX, 0);
+static ROCKS_THREADS: LruHashMap<u64, ThreadCalls> = LruHashMap::with_max_entries(THREADS_MAX, 0);
+/// One all-zero `ThreadCalls`, the initial value of a new thread's record (too big for the
+/// BPF stack). Never written.
 #[map]
-static ROCKS_STATS: PerCpuHashMap<StatsKey, OpStats> =
-    PerCpuHashMap::with_max_entries(STATS_MAX, 0);
+static ROCKS_ZERO: Array<ThreadCalls> = Array::with_max_entries(1, 0);
+/// Aggregates per (function, column-family slot): index `stats_index(fn_id, slot)`.
+#[map]
+static ROCKS_STATS: PerCpuArray<OpStats> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 #[map]
 static ROCKS_HIST: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(FN_COUNT as u32, 0);
 #[map]
@@ -106,26 +119,21 @@ fn chase_cf(handle: u64) -> CfInfo {
     info
 }
 
+/// The column-family slot of `handle`: one lock-free lookup once the handle is known.
 #[inline(always)]
 fn resolve_cf(handle: u64, flags: u32) -> u64 {
     if flags & CONFIG_FLAG_CF == 0 || handle == 0 {
         return CF_UNKNOWN;
     }
     if let Some(info) = unsafe { ROCKS_CF.get(&handle) } {
-        return if info.id == CF_ID_INVALID {
-            CF_UNKNOWN
-        } else {
-            handle
-        };
+        return cf_slot(info.id);
     }
     let info = chase_cf(handle);
     let _ = ROCKS_CF.insert(&handle, &info, 0);
     if info.id == CF_ID_INVALID {
         bump(counter::CF_INVALID);
-        CF_UNKNOWN
-    } else {
-        handle
     }
+    cf_slot(info.id)
 }
 
 /// Adds payload bytes to the open transaction or batch `owner`.
@@ -138,6 +146,31 @@ fn accumulate(owner: u64, bytes: u64) {
     }
 }
 
+/// Takes the payload accumulated by the transaction or batch `owner`, which ends here: a
+/// committed transaction may be reused by `optimistictransaction_begin(old_txn)`, a written
+/// batch is destroyed or cleared. (A batch written twice without a clear reports, the second
+/// time, only what was added since the first write.) Read at entry: nothing is added to an
+/// owner while it is being committed or written.
+#[inline(always)]
+fn take_accumulated(owner: u64) -> u64 {
+    let Some(&bytes) = (unsafe { ROCKS_ACCUM.get(&owner) }) else {
+        return 0;
+    };
+    let _ = ROCKS_ACCUM.remove(&owner);
+    bytes
+}
+
+/// This thread's record of in-flight calls, made on its first traced call.
+#[inline(always)]
+fn thread_calls(pid_tgid: u64) -> Option<*mut ThreadCalls> {
+    if let Some(t) = ROCKS_THREADS.get_ptr_mut(&pid_tgid) {
+        return Some(t);
+    }
+    let zero = ROCKS_ZERO.get(0)?;
+    let _ = ROCKS_THREADS.insert(&pid_tgid, zero, BPF_NOEXIST as u64);
+    ROCKS_THREADS.get_ptr_mut(&pid_tgid)
+}
+
 #[inline(always)]
 fn on_enter(ctx: &ProbeContext, fid: u32, bytes: u64, aux: u64) {
     let Some((pid_tgid, cfg)) = target() else {
@@ -148,23 +181,58 @@ fn on_enter(ctx: &ProbeContext, fid: u32, bytes: u64, aux: u64) {
         Some(i) => resolve_cf(arg(ctx, i), cfg.flags),
         None => CF_DEFAULT,
     };
+    if cfg.flags & CONFIG_FLAG_ENTRY_ONLY != 0 {
+        record_entry(fid, cf, bytes);
+        return;
+    }
     let errptr = match spec.err_arg {
         Some(i) => arg(ctx, i),
         None => 0,
     };
-    let key = EntryKey {
-        pid_tgid,
-        fn_id: fid,
-        _pad: 0,
+    let Some(t) = thread_calls(pid_tgid) else {
+        bump(counter::STATS_FULL);
+        return;
     };
-    let entry = Entry {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        cf,
-        bytes,
-        aux,
-        errptr,
-    };
-    let _ = ROCKS_ENTRIES.insert(&key, &entry, 0);
+    // SAFETY: `t` is this thread's record; no other thread touches it, and a thread runs one
+    // of these programs at a time (uprobes fire in user mode only).
+    unsafe {
+        let mut d = opaque((*t).depth as u64);
+        if d >= INFLIGHT_MAX as u64 {
+            // Full: calls whose returns never came (a thread id reused after a thread died
+            // mid-call), or nesting too deep; their returns, if any, count as unpaired.
+            d = 0;
+        }
+        (*t).calls[d as usize] = Entry {
+            fn_id: fid,
+            _pad: 0,
+            start_ns: bpf_ktime_get_ns(),
+            cf,
+            bytes,
+            aux,
+            errptr,
+        };
+        (*t).depth = d as u32 + 1;
+    }
+}
+
+/// Pops the innermost in-flight call of `fid` off this thread's record. Calls above it
+/// whose returns never came (none are expected: uretprobes return in order) are dropped.
+#[inline(always)]
+fn pop_entry(pid_tgid: u64, fid: u32) -> Option<Entry> {
+    let t = ROCKS_THREADS.get_ptr_mut(&pid_tgid)?;
+    // SAFETY: as in `on_enter`.
+    unsafe {
+        let depth = (*t).depth as usize;
+        let mut i = INFLIGHT_MAX;
+        while i > 0 {
+            i -= 1;
+            if i < depth && (*t).calls[i].fn_id == fid {
+                (*t).depth = i as u32;
+                return Some((*t).calls[i]);
+            }
+        }
+    }
+    None
 }
 
 #[inline(always)]
@@ -173,16 +241,10 @@ fn on_exit(ctx: &RetProbeContext, fid: u32) {
         return;
     };
     let end = unsafe { bpf_ktime_get_ns() };
-    let key = EntryKey {
-        pid_tgid,
-        fn_id: fid,
-        _pad: 0,
-    };
-    let Some(e) = (unsafe { ROCKS_ENTRIES.get(&key) }).copied() else {
+    let Some(e) = pop_entry(pid_tgid, fid) else {
         bump(counter::UNPAIRED);
         return;
     };
-    let _ = ROCKS_ENTRIES.remove(&key);
     let latency = end.saturating_sub(e.start_ns);
     let spec = &TRACED[fid as usize];
 
@@ -204,15 +266,6 @@ fn on_exit(ctx: &RetProbeContext, fid: u32) {
         Result_::PinnableSlice | Result_::ValueWithLen => bytes = 0,
         Result_::Plain => {}
     }
-    if fid == f::TXN_COMMIT || fid == f::WRITE {
-        bytes = unsafe { ROCKS_ACCUM.get(&e.aux) }.copied().unwrap_or(0);
-        // Both end here: a committed transaction may be reused by
-        // `optimistictransaction_begin(old_txn)`, a written batch is destroyed or cleared.
-        // (A batch written twice without a clear reports, the second time, only what was
-        // added since the first write.)
-        let _ = ROCKS_ACCUM.remove(&e.aux);
-    }
-
     record(fid, e.cf, latency, bytes, error, hit, miss);
 
     if latency >= cfg.slow_threshold_ns {
@@ -238,23 +291,24 @@ fn on_exit(ctx: &RetProbeContext, fid: u32) {
     }
 }
 
+/// Entry-only mode: the call and the bytes known at entry.
+#[inline(always)]
+fn record_entry(fid: u32, cf: u64, bytes: u64) {
+    if let Some(s) = ROCKS_STATS.get_ptr_mut(stats_index(fid, cf)) {
+        // SAFETY: `s` points to this CPU's row of (fid, cf).
+        unsafe {
+            add(&raw mut (*s).count, 1);
+            if bytes != 0 {
+                add(&raw mut (*s).bytes, bytes);
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn record(fid: u32, cf: u64, latency: u64, bytes: u64, error: bool, hit: bool, miss: bool) {
-    let key = StatsKey {
-        fn_id: fid,
-        _pad: 0,
-        cf,
-    };
-    let mut p = ROCKS_STATS.get_ptr_mut(&key);
-    if p.is_none() {
-        let _ = ROCKS_STATS.insert(&key, &OpStats::default(), BPF_NOEXIST as u64);
-        p = ROCKS_STATS.get_ptr_mut(&key);
-    }
-    if p.is_none() {
-        bump(counter::STATS_FULL);
-    }
-    if let Some(s) = p {
-        // SAFETY: `s` points to this CPU's value for `key`.
+    if let Some(s) = ROCKS_STATS.get_ptr_mut(stats_index(fid, cf)) {
+        // SAFETY: `s` points to this CPU's row of (fid, cf).
         unsafe {
             add(&raw mut (*s).count, 1);
             add(&raw mut (*s).total_ns, latency);
@@ -312,6 +366,15 @@ fn owned_write(ctx: &ProbeContext, owner_arg: u8, bytes: u64) -> (u64, u64) {
         accumulate(arg(ctx, owner_arg), bytes);
     }
     (bytes, 0)
+}
+
+/// Entry of a commit or write of the transaction or batch in argument `owner_arg`.
+#[inline(always)]
+fn owner_ends(ctx: &ProbeContext, owner_arg: u8) -> (u64, u64) {
+    if target().is_none() {
+        return (0, 0);
+    }
+    (take_accumulated(arg(ctx, owner_arg)), 0)
 }
 
 // GET: the value length comes on return.
@@ -400,14 +463,13 @@ pair!(
     }
 );
 
-// WRITE: bytes are the owner's accumulated payload, read on return.
+// WRITE: bytes are the owner's accumulated payload.
 // (txn, errptr)
-pair!(txn_commit_enter, txn_commit_exit, f::TXN_COMMIT, |c| (
-    0,
-    arg(c, 0)
-));
+pair!(txn_commit_enter, txn_commit_exit, f::TXN_COMMIT, |c| {
+    owner_ends(c, 0)
+});
 // (db, wo, batch, errptr)
-pair!(write_enter, write_exit, f::WRITE, |c| (0, arg(c, 2)));
+pair!(write_enter, write_exit, f::WRITE, |c| owner_ends(c, 2));
 
 // ITER_SEEK and ITER_NEXT.
 pair!(iter_seek_enter, iter_seek_exit, f::ITER_SEEK, |_c| (0, 0));

@@ -77,7 +77,21 @@ pub struct Args {
     /// Per-second latency summary and a storm/normal comparison on stderr.
     #[arg(long, short)]
     pub verbose: bool,
+
+    /// Leave these iterator calls out of every iteration (comma-separated), e.g. the ones whose
+    /// first instruction a uprobe must single-step, for a mix of emulated probe sites only.
+    #[arg(long, value_name = "FUNC,...", value_delimiter = ',', value_parser = SKIPPABLE)]
+    pub skip: Vec<String>,
 }
+
+/// The calls `--skip` accepts: leaving any of them out changes no other call's count.
+const SKIPPABLE: [&str; 5] = [
+    "rocksdb_iter_seek",
+    "rocksdb_iter_seek_for_prev",
+    "rocksdb_iter_seek_to_first",
+    "rocksdb_iter_seek_to_last",
+    "rocksdb_iter_next",
+];
 
 impl Args {
     /// The storm schedule, after checking that storms do not overlap.
@@ -187,6 +201,10 @@ mod tests {
             (10.0, 2, 0.0, 32, 100)
         );
         assert_eq!(a.hit_ratio, 0.8);
+        assert!(a.skip.is_empty());
+        let a =
+            Args::try_parse_from(["t", "--skip", "rocksdb_iter_next,rocksdb_iter_seek"]).unwrap();
+        assert_eq!(a.skip, ["rocksdb_iter_next", "rocksdb_iter_seek"]);
         assert!(a.storm_window().is_none());
         let a = Args::try_parse_from(["t", "--storm-after", "2", "--storm-secs", "3"]).unwrap();
         assert_eq!(a.storm_window(), Some((2.0, 5.0)));
@@ -228,6 +246,7 @@ mod tests {
             &["t", "--storm-secs", "1"],
             &["t", "--storm-every", "10"],
             &["t", "--max-iterations", "0"],
+            &["t", "--skip", "rocksdb_get"],
             &["t", "--bogus"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?} accepted");

@@ -146,6 +146,11 @@ fn run_with(args: &Args, mode: LinkMode) -> Result<()> {
         storm: args.storms().ok().flatten(),
         start,
         deadline: start + Duration::from_secs_f64(args.duration),
+        skip: truth::Func::ALL
+            .iter()
+            .copied()
+            .filter(|f| args.skip.iter().any(|s| s == f.name()))
+            .collect(),
     };
     let (stats, duration) = measured_phase(&sh, args);
     // The measured phase is over; what follows only releases options and closes the DB.
@@ -166,6 +171,7 @@ fn run_with(args: &Args, mode: LinkMode) -> Result<()> {
         pid,
         link_mode: mode.as_str(),
         duration_secs: duration.as_secs_f64(),
+        worker_cpu_secs: merged.cpu_ns as f64 / 1e9,
         threads: args.threads,
         iterations: merged.iterations,
         functions: merged.functions,

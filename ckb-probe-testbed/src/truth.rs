@@ -160,6 +160,9 @@ pub struct PhaseLat {
 pub struct ThreadStats {
     funcs: Vec<FuncStats>,
     pub iterations: u64,
+    /// CPU time the thread spent in its measured phase (user + kernel, uprobe handlers
+    /// included), in ns: unlike wall time, not inflated by other load on the machine.
+    pub cpu_ns: u64,
     /// `[normal, storm][category]`.
     pub phase: [[PhaseLat; NUM_CATS]; 2],
     pub in_storm: bool,
@@ -185,6 +188,7 @@ impl ThreadStats {
         ThreadStats {
             funcs,
             iterations: 0,
+            cpu_ns: 0,
             phase: [[PhaseLat::default(); NUM_CATS]; 2],
             in_storm: false,
             live: Arc::new(Live::default()),
@@ -300,6 +304,8 @@ pub struct GroundTruth {
     pub pid: u32,
     pub link_mode: &'static str,
     pub duration_secs: f64,
+    /// CPU seconds of the worker threads in the measured phase (see [`ThreadStats::cpu_ns`]).
+    pub worker_cpu_secs: f64,
     pub threads: u32,
     pub iterations: u64,
     pub functions: BTreeMap<&'static str, FuncTruth>,
@@ -311,6 +317,7 @@ pub struct GroundTruth {
 /// Merged view of all threads.
 pub struct Merged {
     pub iterations: u64,
+    pub cpu_ns: u64,
     pub functions: BTreeMap<&'static str, FuncTruth>,
     pub latency_ns: BTreeMap<&'static str, LatencySummary>,
     pub phase: [[PhaseLat; NUM_CATS]; 2],
@@ -319,12 +326,14 @@ pub struct Merged {
 /// Merges per-thread stats. Functions never called are left out.
 pub fn merge(threads: Vec<ThreadStats>) -> Merged {
     let mut iterations = 0;
+    let mut cpu_ns = 0;
     let mut phase = [[PhaseLat::default(); NUM_CATS]; 2];
     let mut per_func: Vec<([Counts; NUM_CFS], Vec<u64>)> = (0..NUM_FUNCS)
         .map(|_| ([Counts::default(); NUM_CFS], Vec::new()))
         .collect();
     for t in threads {
         iterations += t.iterations;
+        cpu_ns += t.cpu_ns;
         for (dst, src) in phase.iter_mut().flatten().zip(t.phase.iter().flatten()) {
             dst.sum_ns += src.sum_ns;
             dst.count += src.count;
@@ -361,6 +370,7 @@ pub fn merge(threads: Vec<ThreadStats>) -> Merged {
     }
     Merged {
         iterations,
+        cpu_ns,
         functions,
         latency_ns,
         phase,

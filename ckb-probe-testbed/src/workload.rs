@@ -64,12 +64,18 @@ pub struct Shared<'a> {
     pub storm: Option<crate::cli::Storms>,
     pub start: Instant,
     pub deadline: Instant,
+    /// Calls left out of every iteration (`--skip`).
+    pub skip: Vec<Func>,
 }
 
 impl Shared<'_> {
     pub fn in_storm(&self, now: Instant) -> bool {
         let t = now.saturating_duration_since(self.start).as_secs_f64();
         self.storm.is_some_and(|s| s.contains(t))
+    }
+
+    fn calls(&self, f: Func) -> bool {
+        !self.skip.contains(&f)
     }
 
     fn stop_requested() -> bool {
@@ -198,6 +204,7 @@ pub fn run_worker(sh: &Shared<'_>, thread: u32, stats: ThreadStats) -> ThreadSta
         doomed_default: VecDeque::new(),
         big: VecDeque::new(),
     };
+    let cpu_at_start = crate::ffi::thread_cpu_ns();
     let mut schedule_base = sh.start;
     let mut scheduled: u64 = 0;
     let mut i: u64 = 0;
@@ -232,6 +239,7 @@ pub fn run_worker(sh: &Shared<'_>, thread: u32, stats: ThreadStats) -> ThreadSta
         w.st.finish_iteration();
         i += 1;
     }
+    w.st.cpu_ns = crate::ffi::thread_cpu_ns().saturating_sub(cpu_at_start);
     w.st
 }
 
@@ -531,13 +539,18 @@ impl Worker<'_, '_> {
         // Leaves room for ITER_NEXTS more stable keys after the seek target.
         let idx = self.rng.below(STABLE_KEYS - u64::from(ITER_NEXTS));
         fill_key(&mut self.key, REGION_STABLE, self.thread, idx);
-        let t0 = Instant::now();
-        it.seek(&self.key);
-        let ns = elapsed_ns(t0);
-        self.st
-            .record(Func::IterSeek, DEFAULT_CF, Outcome::Ok, 0, ns);
+        if sh.calls(Func::IterSeek) {
+            let t0 = Instant::now();
+            it.seek(&self.key);
+            let ns = elapsed_ns(t0);
+            self.st
+                .record(Func::IterSeek, DEFAULT_CF, Outcome::Ok, 0, ns);
+        }
 
         for _ in 0..ITER_NEXTS {
+            if !sh.calls(Func::IterNext) {
+                break;
+            }
             let valid = it.valid();
             self.st.count(Func::IterValid, DEFAULT_CF, Outcome::Ok);
             if !valid {
@@ -551,23 +564,29 @@ impl Worker<'_, '_> {
         }
 
         fill_key(&mut self.key, REGION_STABLE, self.thread, idx + 1);
-        let t0 = Instant::now();
-        it.seek_for_prev(&self.key);
-        let ns = elapsed_ns(t0);
-        self.st
-            .record(Func::IterSeekForPrev, DEFAULT_CF, Outcome::Ok, 0, ns);
+        if sh.calls(Func::IterSeekForPrev) {
+            let t0 = Instant::now();
+            it.seek_for_prev(&self.key);
+            let ns = elapsed_ns(t0);
+            self.st
+                .record(Func::IterSeekForPrev, DEFAULT_CF, Outcome::Ok, 0, ns);
+        }
 
-        let t0 = Instant::now();
-        it.seek_to_first();
-        let ns = elapsed_ns(t0);
-        self.st
-            .record(Func::IterSeekToFirst, DEFAULT_CF, Outcome::Ok, 0, ns);
+        if sh.calls(Func::IterSeekToFirst) {
+            let t0 = Instant::now();
+            it.seek_to_first();
+            let ns = elapsed_ns(t0);
+            self.st
+                .record(Func::IterSeekToFirst, DEFAULT_CF, Outcome::Ok, 0, ns);
+        }
 
-        let t0 = Instant::now();
-        it.seek_to_last();
-        let ns = elapsed_ns(t0);
-        self.st
-            .record(Func::IterSeekToLast, DEFAULT_CF, Outcome::Ok, 0, ns);
+        if sh.calls(Func::IterSeekToLast) {
+            let t0 = Instant::now();
+            it.seek_to_last();
+            let ns = elapsed_ns(t0);
+            self.st
+                .record(Func::IterSeekToLast, DEFAULT_CF, Outcome::Ok, 0, ns);
+        }
 
         let r = it.status();
         self.st.count(Func::IterGetError, DEFAULT_CF, outcome(&r));

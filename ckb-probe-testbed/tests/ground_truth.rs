@@ -367,6 +367,51 @@ fn max_iterations_matches_formula() {
     }
 }
 
+/// `--skip` leaves exactly the named iterator calls out (and the `iter_valid` checks that only
+/// guard `iter_next`); every other count keeps the formula. The worker threads' CPU time is there.
+#[test]
+fn skip_leaves_out_only_the_named_calls() {
+    let (threads, n) = (2u64, 16u64);
+    let skipped = [
+        "rocksdb_iter_next",
+        "rocksdb_iter_seek_to_first",
+        "rocksdb_iter_seek_to_last",
+    ];
+    let r = run(
+        STATIC_BIN,
+        &[
+            "--threads",
+            "2",
+            "--max-iterations",
+            "16",
+            "--hit-ratio",
+            "1.0",
+            "--skip",
+            &skipped.join(","),
+        ],
+    );
+    let t = &r.truth;
+    let listed = t["functions"].as_object().unwrap();
+    let expected: Vec<(&str, u64)> = expected_calls(threads, n, true)
+        .into_iter()
+        .filter(|(f, _)| !skipped.contains(f) && *f != "rocksdb_iter_valid")
+        .collect();
+    assert_eq!(
+        listed.len(),
+        expected.len(),
+        "{:?}",
+        listed.keys().collect::<Vec<_>>()
+    );
+    for (name, calls) in &expected {
+        assert_eq!(u(func(t, name), "calls"), *calls, "{name}");
+    }
+    let cpu = t["worker_cpu_secs"].as_f64().unwrap();
+    assert!(
+        cpu > 0.0 && cpu <= t["duration_secs"].as_f64().unwrap() * 2.0 + 0.05,
+        "{t}"
+    );
+}
+
 #[test]
 fn start_file_and_sigterm() {
     let dir = std::env::temp_dir().join(format!("ckb-probe-testbed-test-{}", std::process::id()));

@@ -12,7 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Probe, Testbed, ckb_node::CkbNode, parse_ndjson, summary, u};
+use support::{Probe, Testbed, bench::cpu_over, ckb_node::CkbNode, parse_ndjson, summary, u};
 
 const SECS: &str = "10";
 const THREADS: f64 = 2.0;
@@ -134,15 +134,6 @@ fn main() {
     );
 
     real_node();
-}
-
-/// CPU % of `pid` over `secs`, from /proc/PID/stat.
-fn cpu_over(pid: u32, secs: u64) -> f64 {
-    let (c0, _) = support::proc_usage(pid).unwrap_or((0.0, 0));
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    let (c1, _) = support::proc_usage(pid).unwrap_or((0.0, 0));
-    100.0 * (c1 - c0) / t0.elapsed().as_secs_f64()
 }
 
 fn real_node() {

@@ -126,7 +126,14 @@ fn privileges() -> (bool, Check) {
     let sys_admin = has_cap(cap_eff, CAP_SYS_ADMIN);
     let who = if euid == Some(0) { "root" } else { "not root" };
     let ok = bpf_perfmon || sys_admin;
-    let check = if ok {
+    let check = if ok && !sys_admin && !uprobe_multi_kernel() {
+        Check::new(
+            "privileges",
+            Status::Warn,
+            format!("{who}, effective CAP_BPF+CAP_PERFMON without CAP_SYS_ADMIN"),
+        )
+        .hint("this kernel has no uprobe_multi links (Linux < 6.6), and perf-event uprobes need CAP_SYS_ADMIN: the RocksDB layer will not attach; add cap_sys_admin, or use Linux >= 6.6")
+    } else if ok {
         let caps = match (bpf_perfmon, sys_admin) {
             (true, true) => "CAP_BPF+CAP_PERFMON and CAP_SYS_ADMIN",
             (true, false) => "CAP_BPF+CAP_PERFMON",
@@ -142,6 +149,12 @@ fn privileges() -> (bool, Check) {
         .hint("run as root (sudo ckb-probe ...), or grant the binary the capabilities: `setcap cap_bpf,cap_perfmon+ep $(which ckb-probe)`")
     };
     (ok, check)
+}
+
+/// uprobe_multi links (BPF_TRACE_UPROBE_MULTI) came with Linux 6.6; ckb-probe attaches uprobes
+/// through them there, and otherwise falls back to perf-event uprobes at attach time.
+fn uprobe_multi_kernel() -> bool {
+    parse_release(&kernel_release()).is_some_and(|v| v >= (6, 6))
 }
 
 /// The effective uid, from /proc (no libc call needed).
@@ -282,11 +295,17 @@ fn probe_checks() -> Vec<Check> {
     let pmu = Path::new("/sys/bus/event_source/devices/uprobe").exists();
     let tracefs = tracefs();
     let uprobe_events = tracefs.is_some_and(|t| Path::new(t).join("uprobe_events").exists());
-    out.push(if pmu {
+    out.push(if uprobe_multi_kernel() {
         Check::new(
             "uprobes",
             Status::Ok,
-            "uprobe PMU at /sys/bus/event_source/devices/uprobe",
+            "uprobe_multi links (Linux >= 6.6): CAP_BPF+CAP_PERFMON suffice",
+        )
+    } else if pmu {
+        Check::new(
+            "uprobes",
+            Status::Ok,
+            "uprobe PMU at /sys/bus/event_source/devices/uprobe (perf-event uprobes: CAP_SYS_ADMIN)",
         )
     } else if uprobe_events {
         Check::new(

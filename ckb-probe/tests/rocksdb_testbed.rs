@@ -99,6 +99,64 @@ fn check_exact(mode: &str) {
     assert_eq!(cfs["2"]["column"], "BLOCK_BODY");
 }
 
+/// `--lightweight`: entry probes only. Every call is still counted exactly, and so are the bytes
+/// known at entry (PUT, and WRITE's accumulated batch or transaction); what only a return
+/// tells (latency, GET bytes, hits, misses, errors) is null rather than zero, the mode is said,
+/// and no return program is even loaded.
+#[test]
+fn lightweight_counts_exactly_with_entry_probes_only() {
+    let tb = Testbed::spawn(
+        "static",
+        &["--threads", "2", "--duration", "4", "--rate", "0"],
+    );
+    let pid = tb.pid.to_string();
+    let probe = Probe::start(&["rocksdb", "--pid", &pid, "--json", "--lightweight"]);
+    let ids = prog_ids_of(probe.child.id());
+    let out = std::process::Command::new("bpftool")
+        .args(["prog", "list", "--json"])
+        .output()
+        .expect("bpftool");
+    let progs: Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let names: Vec<&str> = progs
+        .as_array()
+        .expect("programs")
+        .iter()
+        .filter(|p| ids.contains(&u(&p["id"])))
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("_enter")), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with("_exit")), "{names:?}");
+    tb.start();
+    let truth = tb.finish();
+    let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "ckb-probe failed: {stderr}");
+    assert!(stderr.contains("lightweight"), "{stderr}");
+    let objs = parse_ndjson(&lines);
+    let s = summary(&objs);
+    assert_counts_exact(s, &truth, "lightweight");
+    assert_eq!(s["mode"], "lightweight");
+    for f in TRACED {
+        let (t, p) = (&truth["functions"][f], &s["functions"][f]);
+        for absent in ["avg_us", "p99_us", "max_us", "hits", "misses", "errors"] {
+            assert!(p[absent].is_null(), "{f} {absent}: {p}");
+        }
+        match op_of(f) {
+            "PUT" | "WRITE" => assert_eq!(u(&p["bytes"]), u(&t["bytes"]), "{f} bytes"),
+            _ => assert!(p["bytes"].is_null(), "{f} bytes: {p}"),
+        }
+    }
+    assert_eq!(u(&s["unpaired"]), 0);
+    let cfs = s["column_families"].as_object().expect("column_families");
+    assert_eq!(cfs["2"]["column"], "BLOCK_BODY");
+    assert_eq!(
+        u(&cfs["2"]["operations"]["GET"]["count"]),
+        TRACED[..6]
+            .iter()
+            .map(|f| u(&truth["functions"][f]["per_cf"]["2"]["calls"]))
+            .sum::<u64>()
+    );
+}
+
 fn op_of(f: &str) -> &'static str {
     match TRACED.iter().position(|x| *x == f).unwrap() {
         0..=5 => "GET",

@@ -25,11 +25,13 @@ pub struct OpReport {
     /// Payload bytes (null for operations without a size: DELETE, ITER_*).
     pub bytes: Option<u64>,
     pub bytes_per_sec: Option<f64>,
-    pub hits: u64,
-    pub misses: u64,
+    /// Null in lightweight mode (outcomes are known on return only), like `misses`, `errors`
+    /// and every latency.
+    pub hits: Option<u64>,
+    pub misses: Option<u64>,
     /// hits / (hits + misses), GET only.
     pub hit_rate: Option<f64>,
-    pub errors: u64,
+    pub errors: Option<u64>,
     #[serde(skip)]
     pub total_ns: u64,
 }
@@ -49,6 +51,10 @@ pub struct CfReport {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RocksInterval {
     pub secs: f64,
+    /// Lightweight mode: entry probes only, so counts and the bytes known at entry (PUT, WRITE)
+    /// but no latency, GET bytes, hits, misses or errors.
+    #[serde(default)]
+    pub entry_only: bool,
     #[serde(deserialize_with = "crate::model::de::name_map")]
     pub operations: BTreeMap<Name, OpReport>,
     #[serde(deserialize_with = "crate::model::de::name_map")]
@@ -117,12 +123,20 @@ fn stats_delta(cur: &OpStats, prev: Option<&OpStats>) -> OpStats {
 
 /// Builds a report from an interval's sums. `h` is the interval histogram (ns) when known;
 /// `max_ns` the exact maximum when known.
-fn report(op: Op, s: &OpStats, h: Option<&[u64]>, max_ns: Option<u64>, secs: f64) -> OpReport {
+/// `light`: lightweight mode, see [`entry_known`].
+fn report(
+    op: Op,
+    s: &OpStats,
+    h: Option<&[u64]>,
+    max_ns: Option<u64>,
+    secs: f64,
+    light: bool,
+) -> OpReport {
     let us = |ns: f64| ns / 1_000.0;
     let q = |p: f64| h.and_then(|h| hist::quantile(h, p, max_ns)).map(us);
     let bytes = op.has_bytes().then_some(s.bytes);
     let looked = s.hits + s.misses;
-    OpReport {
+    let r = OpReport {
         count: s.count,
         qps: if secs > 0.0 {
             s.count as f64 / secs
@@ -142,20 +156,42 @@ fn report(op: Op, s: &OpStats, h: Option<&[u64]>, max_ns: Option<u64>, secs: f64
         },
         bytes,
         bytes_per_sec: bytes.map(|b| if secs > 0.0 { b as f64 / secs } else { 0.0 }),
-        hits: s.hits,
-        misses: s.misses,
+        hits: Some(s.hits),
+        misses: Some(s.misses),
         hit_rate: (op == Op::Get && looked > 0).then(|| s.hits as f64 / looked as f64),
-        errors: s.errors,
+        errors: Some(s.errors),
         total_ns: s.total_ns,
+    };
+    if light { entry_known(op, r) } else { r }
+}
+
+/// An entry-only report: what the entry probe does not know is absent, not zero.
+fn entry_known(op: Op, r: OpReport) -> OpReport {
+    let bytes = r.bytes.filter(|_| op != Op::Get);
+    OpReport {
+        avg_us: None,
+        p50_us: None,
+        p90_us: None,
+        p99_us: None,
+        max_us: None,
+        bytes,
+        bytes_per_sec: r.bytes_per_sec.filter(|_| bytes.is_some()),
+        hits: None,
+        misses: None,
+        hit_rate: None,
+        errors: None,
+        total_ns: 0,
+        ..r
     }
 }
 
 /// The interval between `prev` and `cur` (for a whole-run summary, `prev` is the empty
-/// snapshot taken at attach time).
+/// snapshot taken at attach time). `entry_only`: the snapshots come from lightweight mode.
 pub fn interval(
     prev: &RocksSnapshot,
     cur: &RocksSnapshot,
     names: &BTreeMap<u64, CfName>,
+    entry_only: bool,
 ) -> RocksInterval {
     let secs = cur.at.duration_since(prev.at).as_secs_f64();
     // Per function: summed deltas, exact cumulative max before and after.
@@ -200,7 +236,7 @@ pub fn interval(
         if s.count > 0 {
             functions.insert(
                 f.symbol,
-                report(f.op, s, Some(&h), exact_max(fn_max[fid]), secs),
+                report(f.op, s, Some(&h), exact_max(fn_max[fid]), secs, entry_only),
             );
         }
         let e = op_sum
@@ -217,7 +253,12 @@ pub fn interval(
         .collect();
     let operations = op_sum
         .iter()
-        .map(|(op, (s, h, m))| (op.name(), report(*op, s, Some(h), exact_max(*m), secs)))
+        .map(|(op, (s, h, m))| {
+            (
+                op.name(),
+                report(*op, s, Some(h), exact_max(*m), secs, entry_only),
+            )
+        })
         .collect();
     // CKB's columns are numbers: "2" before "10".
     let mut cf_sum: Vec<_> = cf_sum.into_iter().collect();
@@ -228,7 +269,7 @@ pub fn interval(
             column: ckb_column(&name),
             operations: ops
                 .into_iter()
-                .map(|(k, (op, s))| (k, report(op, &s, None, None, secs)))
+                .map(|(k, (op, s))| (k, report(op, &s, None, None, secs, entry_only)))
                 .collect(),
             name,
         })
@@ -236,6 +277,7 @@ pub fn interval(
     let c = |i: u32| cur.counters[i as usize].saturating_sub(prev.counters[i as usize]);
     RocksInterval {
         secs,
+        entry_only,
         operations,
         functions,
         column_families,

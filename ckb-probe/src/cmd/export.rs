@@ -55,6 +55,10 @@ pub struct Args {
     /// Do not trace rocksdb_iter_next (its probe is single-stepped, costly under heavy iteration).
     #[arg(long)]
     pub no_iter_next: bool,
+    /// Lightweight mode: entry probes only (counts and the bytes known at entry; no latency,
+    /// GET bytes, hits, misses, errors or slow log), for the lowest cost per call.
+    #[arg(long)]
+    pub lightweight: bool,
     /// Do not resolve column families (no reads of RocksDB's objects in the target).
     #[arg(long)]
     pub no_cf: bool,
@@ -168,6 +172,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             slow_threshold_us: None,
             cf: !args.no_cf,
             iter_next: !args.no_iter_next,
+            lightweight: args.lightweight,
             symbols_from: None,
         },
         net: NetOptions {

@@ -1,13 +1,14 @@
-//! Reads the RocksDB layer's maps: cumulative per-(function, column family) aggregates summed
-//! over CPUs, per-function histograms, column-family names, loss counters, slow events.
+//! Reads the RocksDB layer's maps: cumulative per-(function, column-family slot) aggregates
+//! summed over CPUs, per-function histograms, column-family names, loss counters, slow events.
 
 use std::{collections::BTreeMap, time::Instant};
 
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use ckb_probe_common::{
     hist::{BUCKETS, Histogram},
     rocksdb::{
-        CF_ID_INVALID, CfInfo, EVENT_SLOW_OP, FN_COUNT, OpStats, SlowEvent, StatsKey, counter,
+        CF_DEFAULT, CF_SLOTS, CF_UNKNOWN, CfInfo, EVENT_SLOW_OP, FN_COUNT, OpStats, SlowEvent,
+        TRACED, cf_slot, counter, stats_index,
     },
 };
 
@@ -17,7 +18,7 @@ use crate::probe::{Engine, ProbeError};
 #[derive(Clone)]
 pub struct RocksSnapshot {
     pub at: Instant,
-    /// `(fn_id, cf handle)` → aggregates since attach.
+    /// `(fn_id, column-family slot)` → aggregates since attach (rows never used are left out).
     pub rows: BTreeMap<(u32, u64), OpStats>,
     /// Per function id, latency histogram since attach.
     pub hist: Vec<Box<Histogram>>,
@@ -43,7 +44,7 @@ pub struct CfName {
 }
 
 pub struct RocksCollector {
-    stats: PerCpuHashMap<MapData, StatsKey, OpStats>,
+    stats: PerCpuArray<MapData, OpStats>,
     hist: PerCpuArray<MapData, Histogram>,
     cf: HashMap<MapData, u64, CfInfo>,
     counters: PerCpuArray<MapData, u64>,
@@ -64,11 +65,26 @@ impl RocksCollector {
     /// Reads every aggregate. Values only grow, so two snapshots give exact interval deltas.
     pub fn snapshot(&self) -> Result<RocksSnapshot, ProbeError> {
         let mut snap = RocksSnapshot::empty(Instant::now());
-        for item in self.stats.iter() {
-            let (key, per_cpu) = item.map_err(ProbeError::map("ROCKS_STATS"))?;
-            let row = snap.rows.entry((key.fn_id, key.cf)).or_default();
-            for v in per_cpu.iter() {
-                row.merge(v);
+        for (fid, f) in TRACED.iter().enumerate() {
+            let fid = fid as u32;
+            // A function without a column-family argument only ever uses CF_DEFAULT's row.
+            let slots = if f.cf_arg.is_some() {
+                CF_UNKNOWN..CF_SLOTS as u64
+            } else {
+                CF_DEFAULT..CF_DEFAULT + 1
+            };
+            for slot in slots {
+                let per_cpu = self
+                    .stats
+                    .get(&stats_index(fid, slot), 0)
+                    .map_err(ProbeError::map("ROCKS_STATS"))?;
+                let mut row = OpStats::default();
+                for v in per_cpu.iter() {
+                    row.merge(v);
+                }
+                if row.count > 0 {
+                    snap.rows.insert((fid, slot), row);
+                }
             }
         }
         for (id, h) in snap.hist.iter_mut().enumerate() {
@@ -92,24 +108,25 @@ impl RocksCollector {
         Ok(snap)
     }
 
-    /// Column-family handles the kernel resolved, with their RocksDB id and name.
-    /// Names that are not printable are treated as a layout mismatch and left out.
+    /// Column-family slots the kernel resolved, with their RocksDB id and name (from the
+    /// handles seen). Names that are not printable are treated as a layout mismatch and left
+    /// out. Families of two databases sharing an id share a slot, named by both names.
     pub fn cf_names(&self) -> BTreeMap<u64, CfName> {
-        let mut out = BTreeMap::new();
-        for (handle, info) in self.cf.iter().flatten() {
-            if info.id == CF_ID_INVALID {
+        let mut out: BTreeMap<u64, CfName> = BTreeMap::new();
+        for (_handle, info) in self.cf.iter().flatten() {
+            if cf_slot(info.id) == CF_UNKNOWN {
                 continue;
             }
             let n = (info.name_len as usize).min(info.name.len());
             match std::str::from_utf8(&info.name[..n]) {
                 Ok(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic() || c == ' ') => {
-                    out.insert(
-                        handle,
-                        CfName {
-                            id: info.id,
-                            name: s.to_string(),
-                        },
-                    );
+                    let e = out.entry(cf_slot(info.id)).or_insert_with(|| CfName {
+                        id: info.id,
+                        name: s.to_string(),
+                    });
+                    if !e.name.split('|').any(|n| n == s) {
+                        e.name = format!("{}|{s}", e.name);
+                    }
                 }
                 _ => {}
             }

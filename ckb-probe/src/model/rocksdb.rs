@@ -52,6 +52,10 @@ pub struct Attach {
     pub missing: Vec<Missing>,
     /// Functions whose first instruction the kernel single-steps (a few µs more per call).
     pub single_stepped: Vec<String>,
+    /// How the uprobes were attached: `uprobe_multi` or `perf_event` (empty in recordings made
+    /// before the field existed).
+    #[serde(default)]
+    pub uprobes: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 pub mod net;
 pub mod rocksdb;
 pub mod syscall;
+pub mod uprobe_multi;
 
 use aya::{Ebpf, EbpfLoader, maps::Array};
 use ckb_probe_common::config::Config;
@@ -32,6 +33,12 @@ pub enum ProbeError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("eBPF program {name} could not be attached through a uprobe_multi link")]
+    Multi {
+        name: String,
+        #[source]
+        source: uprobe_multi::MultiError,
+    },
     #[error("eBPF map {name} is missing or unusable")]
     Map {
         name: &'static str,
@@ -52,9 +59,51 @@ impl ProbeError {
     }
 }
 
+/// How uprobes are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Uprobes {
+    /// uprobe_multi links (kernel >= 6.6): CAP_BPF + CAP_PERFMON suffice.
+    #[serde(rename = "uprobe_multi")]
+    Multi,
+    /// perf-event uprobes (older kernels): CAP_SYS_ADMIN since 2025.
+    #[serde(rename = "perf_event")]
+    PerfEvent,
+}
+
+impl Uprobes {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Uprobes::Multi => "uprobe_multi",
+            Uprobes::PerfEvent => "perf_event",
+        }
+    }
+}
+
+/// Forces perf-event uprobes (`CKB_PROBE_UPROBES=perf_event`): a diagnostic knob, e.g. to
+/// compare the two mechanisms' cost per hit.
+pub const UPROBES_ENV: &str = "CKB_PROBE_UPROBES";
+
 /// One loaded eBPF object shared by every layer of one ckb-probe run.
 pub struct Engine {
     pub ebpf: Ebpf,
+    /// Programs prepared for uprobe_multi links, while that mechanism is in use.
+    multi: Option<uprobe_multi::Loader>,
+    /// uprobe_multi links; closing one detaches it.
+    links: Vec<Option<std::os::fd::OwnedFd>>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Releasing a uprobe_multi link waits for an RCU grace period (about 70 ms here, by
+        // strace): closed one after another, 46 links kept ckb-probe 3 s in its exit. Closed
+        // concurrently, the waits overlap.
+        let links: Vec<_> = self.links.drain(..).flatten().collect();
+        std::thread::scope(|s| {
+            for link in links {
+                s.spawn(move || drop(link));
+            }
+        });
+    }
 }
 
 fn is_permission(e: &aya::EbpfError) -> bool {
@@ -76,9 +125,70 @@ impl Engine {
                 ProbeError::Load(e)
             }
         })?;
-        let mut engine = Engine { ebpf };
+        // Prepared now, while every map is still in the object (collectors take theirs later).
+        let multi = match std::env::var(UPROBES_ENV).as_deref() {
+            Ok("perf_event") => None,
+            _ => uprobe_multi::Loader::new(&ebpf, BPF_ELF)
+                .inspect_err(|e| tracing::debug!("{e}; using perf-event uprobes"))
+                .ok(),
+        };
+        let mut engine = Engine {
+            ebpf,
+            multi,
+            links: Vec::new(),
+        };
         engine.set_config(config)?;
         Ok(engine)
+    }
+
+    /// The mechanism the next uprobe attach will use.
+    pub fn uprobes(&self) -> Uprobes {
+        if self.multi.is_some() {
+            Uprobes::Multi
+        } else {
+            Uprobes::PerfEvent
+        }
+    }
+
+    /// Attaches program `name` (a uprobe or uretprobe) at `offset` in `object` for process `pid`
+    /// through a uprobe_multi link. `Ok(None)`: the engine uses perf-event uprobes.
+    pub fn attach_multi(
+        &mut self,
+        name: &str,
+        object: &std::path::Path,
+        offset: u64,
+        pid: u32,
+    ) -> Result<Option<usize>, uprobe_multi::MultiError> {
+        let Some(loader) = self.multi.as_mut() else {
+            return Ok(None);
+        };
+        match loader.attach(name, object, offset, pid) {
+            Ok(link) => {
+                self.links.push(Some(link));
+                Ok(Some(self.links.len() - 1))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a uprobe_multi link was made: once one was, the mechanism works on this kernel.
+    pub fn multi_proven(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Uses perf-event uprobes from now on (the kernel refused the first uprobe_multi link
+    /// where a perf-event uprobe worked: too old, or built without them).
+    pub fn fall_back_to_perf_event(&mut self, why: &dyn std::error::Error) {
+        tracing::debug!("uprobe_multi refused ({why}); using perf-event uprobes");
+        self.multi = None;
+    }
+
+    /// Detaches a link made by [`Engine::attach_multi`].
+    pub fn detach_multi(&mut self, index: usize) {
+        // Emptied, not removed, so the other indices stay valid; dropping the fd detaches.
+        if let Some(link) = self.links.get_mut(index) {
+            *link = None;
+        }
     }
 
     /// Writes the run-time configuration every program reads on each event.

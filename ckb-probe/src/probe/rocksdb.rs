@@ -10,19 +10,21 @@ use aya::programs::{
 };
 use ckb_probe_common::rocksdb::{FORGET, TRACED, fn_id};
 
-use super::{Engine, ProbeError};
+use super::{Engine, ProbeError, Uprobes};
 use crate::symbols::{ProbeCost, RocksDbSites};
 
 /// What was attached where.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RocksAttach {
     pub object: PathBuf,
-    /// Traced functions with both probes attached.
+    /// Traced functions with both probes attached (the entry probe only, in entry-only mode).
     pub attached: Vec<&'static str>,
     /// Traced functions the target does not contain (or that failed to attach, with why).
     pub missing: Vec<(&'static str, String)>,
     /// Attached functions whose first instruction the kernel single-steps (costly per call).
     pub single_stepped: Vec<&'static str>,
+    /// How the probes were attached.
+    pub uprobes: Uprobes,
 }
 
 /// Options of the RocksDB layer.
@@ -31,6 +33,14 @@ pub struct RocksOptions {
     /// Trace `rocksdb_iter_next`: in CKB its first instruction is single-stepped (~14 us a call
     /// on some VMs), so heavy iteration can be turned off.
     pub iter_next: bool,
+    /// Entry probes only (lightweight mode): the entry programs count the calls themselves.
+    pub entry_only: bool,
+}
+
+/// One attached probe, detachable if its partner fails.
+enum Link {
+    Multi(usize),
+    PerfEvent(UProbeLinkId),
 }
 
 fn attach_one(
@@ -39,7 +49,34 @@ fn attach_one(
     offset: u64,
     object: &std::path::Path,
     pid: NonZeroU32,
-) -> Result<UProbeLinkId, ProbeError> {
+) -> Result<Link, ProbeError> {
+    let multi_err = match engine.attach_multi(program, object, offset, pid.get()) {
+        Ok(Some(index)) => return Ok(Link::Multi(index)),
+        Ok(None) => None,
+        Err(source) if engine.multi_proven() => {
+            return Err(ProbeError::Multi {
+                name: program.to_string(),
+                source,
+            });
+        }
+        // Until one link worked, a refusal may mean a kernel without them: perf-event
+        // uprobes decide.
+        Err(source) => Some(source),
+    };
+    let link = attach_perf_event(engine, program, offset, object, pid)?;
+    if let Some(e) = multi_err {
+        engine.fall_back_to_perf_event(&e);
+    }
+    Ok(link)
+}
+
+fn attach_perf_event(
+    engine: &mut Engine,
+    program: &str,
+    offset: u64,
+    object: &std::path::Path,
+    pid: NonZeroU32,
+) -> Result<Link, ProbeError> {
     let err = |source| ProbeError::Program {
         name: program.to_string(),
         source,
@@ -61,15 +98,21 @@ fn attach_one(
         object,
         UProbeScope::OneProcess(pid),
     )
+    .map(Link::PerfEvent)
     .map_err(err)
 }
 
 /// Detaches a link made by [`attach_one`] (best effort: it is being abandoned anyway).
-fn detach_one(engine: &mut Engine, program: &str, link: UProbeLinkId) {
-    if let Some(p) = engine.ebpf.program_mut(program)
-        && let Ok(prog) = <&mut UProbe>::try_from(p)
-    {
-        let _ = prog.detach(link);
+fn detach_one(engine: &mut Engine, program: &str, link: Link) {
+    match link {
+        Link::Multi(index) => engine.detach_multi(index),
+        Link::PerfEvent(link) => {
+            if let Some(p) = engine.ebpf.program_mut(program)
+                && let Ok(prog) = <&mut UProbe>::try_from(p)
+            {
+                let _ = prog.detach(link);
+            }
+        }
     }
 }
 
@@ -88,6 +131,7 @@ pub fn attach(
         attached: Vec::new(),
         missing: Vec::new(),
         single_stepped: Vec::new(),
+        uprobes: engine.uprobes(),
     };
     for (id, f) in TRACED.iter().enumerate() {
         if id as u32 == fn_id::ITER_NEXT && !opts.iter_next {
@@ -104,12 +148,17 @@ pub fn attach(
         let exit = format!("{}_exit", f.stem);
         // The return probe first: an entry without a return probe would leave entries behind;
         // a return probe without its entry is removed again (it would count unpaired returns).
-        let result = attach_one(engine, &exit, site.file_offset, &sites.object, pid_nz).and_then(
-            |exit_link| {
-                attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz)
-                    .inspect_err(|_| detach_one(engine, &exit, exit_link))
-            },
-        );
+        let result = if opts.entry_only {
+            attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz).map(|_| ())
+        } else {
+            attach_one(engine, &exit, site.file_offset, &sites.object, pid_nz).and_then(
+                |exit_link| {
+                    attach_one(engine, &enter, site.file_offset, &sites.object, pid_nz)
+                        .map(|_| ())
+                        .inspect_err(|_| detach_one(engine, &exit, exit_link))
+                },
+            )
+        };
         match result {
             Ok(_) => {
                 report.attached.push(f.symbol);
@@ -131,6 +180,8 @@ pub fn attach(
             tracing::warn!("{symbol}: {}", error_chain(&e));
         }
     }
+    // A kernel without uprobe_multi links is found out at the first attach.
+    report.uprobes = engine.uprobes();
     if report.attached.is_empty() {
         let why = report
             .missing

@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use ckb_probe_common::{
-    config::{CONFIG_FLAG_CF, Config},
+    config::{CONFIG_FLAG_CF, CONFIG_FLAG_ENTRY_ONLY, Config},
     rocksdb::{CF_DEFAULT, SlowEvent, TRACED},
 };
 
@@ -43,6 +43,9 @@ pub struct RocksOptions {
     pub cf: bool,
     /// Trace `rocksdb_iter_next` (single-stepped: costly under heavy iteration).
     pub iter_next: bool,
+    /// Lightweight mode: entry probes only (calls and the bytes known at entry; no latency,
+    /// outcome or slow log).
+    pub lightweight: bool,
     /// Take the function offsets from this unstripped build of the target's binary (same
     /// build-id) when the running binary is stripped.
     pub symbols_from: Option<std::path::PathBuf>,
@@ -54,6 +57,7 @@ impl Default for RocksOptions {
             slow_threshold_us: None,
             cf: true,
             iter_next: true,
+            lightweight: false,
             symbols_from: None,
         }
     }
@@ -63,7 +67,12 @@ impl Default for RocksOptions {
 pub fn config(pid: u32, opts: &RocksOptions) -> Config {
     Config {
         tgid: pid,
-        flags: if opts.cf { CONFIG_FLAG_CF } else { 0 },
+        flags: if opts.cf { CONFIG_FLAG_CF } else { 0 }
+            | if opts.lightweight {
+                CONFIG_FLAG_ENTRY_ONLY
+            } else {
+                0
+            },
         slow_threshold_ns: opts
             .slow_threshold_us
             .map_or(u64::MAX, |t| t.saturating_mul(1_000)),
@@ -175,10 +184,14 @@ impl RocksLayer {
     pub fn open(
         engine: &mut Engine,
         process: &Process,
-        opts: RocksOptions,
+        mut opts: RocksOptions,
         warmup: Duration,
         notes: &mut Vec<String>,
     ) -> Result<Self> {
+        if opts.lightweight {
+            // Latencies are measured on return, which lightweight mode does not probe.
+            opts.slow_threshold_us = None;
+        }
         let pid = process.pid;
         let sites = match &opts.symbols_from {
             Some(from) => symbols::rocksdb_sites_from(process, from),
@@ -211,6 +224,7 @@ impl RocksLayer {
             pid,
             rprobe::RocksOptions {
                 iter_next: opts.iter_next,
+                entry_only: opts.lightweight,
             },
         )?;
         // The baseline of every count: taken before anything else, so no call made after the
@@ -230,11 +244,17 @@ impl RocksLayer {
             )
         };
         notes.push(format!(
-            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced{missing}",
+            "attached to PID {pid} ({}, RocksDB {}): {} of {} functions traced ({} uprobes{}){missing}",
             sites.display.display(),
             sites.linkage.as_str(),
             report.attached.len(),
             report.attached.len() + report.missing.len(),
+            report.uprobes.as_str(),
+            if opts.lightweight {
+                "; lightweight: entry probes only"
+            } else {
+                ""
+            },
         ));
         if !report.single_stepped.is_empty() {
             notes.push(format!(
@@ -306,7 +326,7 @@ impl RocksLayer {
     pub fn tick(&mut self, now: Instant) -> Result<RocksSection> {
         let cur = self.collector.snapshot()?;
         self.read_names();
-        let stats = interval(&self.prev, &cur, &self.names);
+        let stats = interval(&self.prev, &cur, &self.names, self.opts.lightweight);
         let anomalies: Vec<Anomaly> = self.detector.observe(now, &stats);
         let slow = self.opts.slow_threshold_us.map(|threshold_us| {
             let last_60s = self.slow.last_60s(SystemTime::now());
@@ -355,6 +375,7 @@ impl RocksLayer {
                 })
                 .collect(),
             single_stepped: names(&self.attach.single_stepped),
+            uprobes: self.attach.uprobes.as_str().to_string(),
         }
     }
 
@@ -362,7 +383,7 @@ impl RocksLayer {
     pub fn summary(&mut self) -> Result<RocksSection> {
         let cur = self.collector.snapshot()?;
         self.read_names();
-        let stats = interval(&self.first, &cur, &self.names);
+        let stats = interval(&self.first, &cur, &self.names, self.opts.lightweight);
         Ok(RocksSection {
             histograms: sparse_all(&stats.histograms),
             stats,

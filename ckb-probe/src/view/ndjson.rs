@@ -127,6 +127,9 @@ impl Serialize for Nested<'_> {
     }
 }
 
+/// The RocksDB layer's `mode` field in lightweight mode (absent otherwise).
+const LIGHTWEIGHT: &str = "lightweight";
+
 impl Line<'_> {
     fn summary(&self) -> bool {
         self.report.header.kind == Kind::Summary
@@ -139,6 +142,10 @@ impl Line<'_> {
             LayerName::Rocksdb => {
                 let r = self.report.rocksdb.as_ref().ok_or_else(missing)?;
                 let st = &r.stats;
+                // Only lightweight mode is said: lines of a full run stay as they always were.
+                if st.entry_only {
+                    m.serialize_entry("mode", LIGHTWEIGHT)?;
+                }
                 m.serialize_entry("operations", &OpsInOrder(&st.operations))?;
                 m.serialize_entry("functions", &st.functions)?;
                 m.serialize_entry("column_families", &Cfs(&st.column_families))?;
@@ -151,6 +158,7 @@ impl Line<'_> {
                     m.serialize_entry("attached", &a.attached)?;
                     m.serialize_entry("missing", &a.missing)?;
                     m.serialize_entry("single_stepped", &a.single_stepped)?;
+                    m.serialize_entry("uprobes", &a.uprobes)?;
                     m.serialize_entry("slow_ops_total", &r.slow.as_ref().map_or(0, |s| s.total))?;
                 } else {
                     m.serialize_entry("anomalies", &r.anomalies)?;
@@ -435,8 +443,10 @@ fn rocks(m: &Map<String, Value>, summary: bool, secs: f64) -> Result<RocksSectio
             })
         })
         .collect::<Result<Vec<_>, ParseError>>()?;
+    let mode: Option<String> = field_or(m, "mode")?;
     let stats = RocksInterval {
         secs,
+        entry_only: mode.as_deref() == Some(LIGHTWEIGHT),
         operations: named(m, "operations")?,
         functions: named(m, "functions")?,
         column_families,
@@ -470,6 +480,7 @@ fn rocks(m: &Map<String, Value>, summary: bool, secs: f64) -> Result<RocksSectio
                     attached: field_or(m, "attached")?,
                     missing: field_or(m, "missing")?,
                     single_stepped: field_or(m, "single_stepped")?,
+                    uprobes: field_or(m, "uprobes")?,
                 })
             })
             .transpose()?,

@@ -80,6 +80,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ),
     ("ckb_probe_rocksdb_functions_attached", "gauge", ""),
     ("ckb_probe_rocksdb_cf_unresolved_total", "counter", ""),
+    ("ckb_probe_rocksdb_mode", "gauge", "mode"),
     ("ckb_probe_syscall_calls_total", "counter", "syscall, role"),
     ("ckb_probe_syscall_errors_total", "counter", "syscall, role"),
     (
@@ -220,9 +221,9 @@ struct OpCounts {
 impl OpCounts {
     fn add(&mut self, r: &OpReport) {
         self.calls += r.count;
-        self.errors += r.errors;
-        self.hits += r.hits;
-        self.misses += r.misses;
+        self.errors += r.errors.unwrap_or(0);
+        self.hits += r.hits.unwrap_or(0);
+        self.misses += r.misses.unwrap_or(0);
         if let Some(b) = r.bytes {
             *self.bytes.get_or_insert(0) += b;
         }
@@ -452,6 +453,8 @@ struct State {
     unpaired: BTreeMap<LayerName, u64>,
     map_full: BTreeMap<LayerName, u64>,
     cf_unresolved: u64,
+    /// The RocksDB layer runs in lightweight mode (entry probes only).
+    rocks_entry_only: bool,
     rocks_fn: BTreeMap<(&'static str, String), OpCounts>,
     rocks_cf: BTreeMap<(String, &'static str), (Option<&'static str>, OpCounts)>,
     rocks_hist: BTreeMap<&'static str, Hist>,
@@ -488,6 +491,7 @@ impl State {
             unpaired: BTreeMap::new(),
             map_full: BTreeMap::new(),
             cf_unresolved: 0,
+            rocks_entry_only: false,
             rocks_fn: BTreeMap::new(),
             rocks_cf: BTreeMap::new(),
             rocks_hist: BTreeMap::new(),
@@ -534,6 +538,7 @@ impl State {
 
         if let Some(s) = &r.rocksdb {
             let st = &s.stats;
+            self.rocks_entry_only = st.entry_only;
             for (function, rep) in &st.functions {
                 let op = op_of_function(function);
                 self.rocks_fn
@@ -773,6 +778,9 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
             .collect()
     };
     let is_get = |op: &str| op == Op::Get.name();
+    // Lightweight mode knows no outcome, latency or GET size: those series are left out
+    // rather than served as zeros.
+    let full = !st.rocks_entry_only;
     counters(
         enc,
         "ckb_probe_rocksdb_calls",
@@ -780,17 +788,27 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
         None,
         &fn_rows(&|c| Some(c.calls)),
     )?;
+    if st.layers.contains_key(&LayerName::Rocksdb) {
+        let mode = if full { "full" } else { "lightweight" };
+        gauges(
+            enc,
+            "ckb_probe_rocksdb_mode",
+            "How the RocksDB layer probes: full (entry and return) or lightweight (entry only: calls and PUT/WRITE bytes, no latency, GET bytes, hits, misses or errors)",
+            None,
+            &[([("mode", mode)], 1)],
+        )?;
+    }
     counters(
         enc,
         "ckb_probe_rocksdb_errors",
         "RocksDB calls that returned an error (non-null errptr)",
         None,
-        &fn_rows(&|c| Some(c.errors)),
+        &fn_rows(&|c| full.then_some(c.errors)),
     )?;
     let get_rows = |f: fn(&OpCounts) -> u64| -> Vec<Row<'_>> {
         st.rocks_fn
             .iter()
-            .filter(|((op, _), _)| is_get(op))
+            .filter(|((op, _), _)| full && is_get(op))
             .map(|((op, function), c)| ([("op", *op), ("function", function.as_str())], f(c)))
             .collect()
     };
@@ -818,6 +836,7 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
     let time_rows: Vec<([(&str, &str); 2], f64)> = st
         .rocks_fn
         .iter()
+        .filter(|_| full)
         .map(|((op, function), c)| {
             (
                 [("op", *op), ("function", function.as_str())],
@@ -833,7 +852,7 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
         &time_rows,
     )?;
 
-    if !st.rocks_hist.is_empty() {
+    if full && !st.rocks_hist.is_empty() {
         let mut m = enc.encode_descriptor(
             "ckb_probe_rocksdb_latency",
             "Latency of RocksDB calls per operation, since the exporter started (buckets are boundaries of the kernel's log-linear histogram)",
@@ -887,21 +906,21 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
         "ckb_probe_rocksdb_cf_errors",
         "RocksDB calls that returned an error, per column family",
         None,
-        &cf_rows(&|c| Some(c.errors), false),
+        &cf_rows(&|c| full.then_some(c.errors), false),
     )?;
     counters(
         enc,
         "ckb_probe_rocksdb_cf_hits",
         "RocksDB reads that found their key, per column family",
         None,
-        &cf_rows(&|c| Some(c.hits), true),
+        &cf_rows(&|c| full.then_some(c.hits), true),
     )?;
     counters(
         enc,
         "ckb_probe_rocksdb_cf_misses",
         "RocksDB reads that did not find their key, per column family",
         None,
-        &cf_rows(&|c| Some(c.misses), true),
+        &cf_rows(&|c| full.then_some(c.misses), true),
     )?;
     counters(
         enc,
@@ -913,6 +932,7 @@ fn encode_rocksdb(st: &State, enc: &mut DescriptorEncoder) -> fmt::Result {
     let cf_time: Vec<([(&str, &str); 3], f64)> = st
         .rocks_cf
         .iter()
+        .filter(|_| full)
         .map(|((cf, op), (column, c))| {
             (
                 [

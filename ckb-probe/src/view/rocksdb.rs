@@ -49,10 +49,15 @@ pub fn table(h: &Header, iv: &RocksInterval) -> String {
     Table {
         title: format!("CKB RocksDB Monitor (PID: {})", h.pid),
         banner: vec![format!(
-            "Uptime: {}   Sampling: {}   Node: {}",
+            "Uptime: {}   Sampling: {}   Node: {}{}",
             hms(h.uptime),
             fmt_interval(h.interval),
-            h.node
+            h.node,
+            if iv.entry_only {
+                "   Mode: lightweight"
+            } else {
+                ""
+            }
         )],
         header: [
             "Operation",
@@ -91,7 +96,11 @@ pub fn status(anomalies: &[Anomaly], warmup_left: Duration, iv: &RocksInterval) 
     let (lost, unpaired, stats_full) = (iv.lost_events, iv.unpaired, iv.stats_full);
     let mut out = String::new();
     if anomalies.is_empty() {
-        if warmup_left > Duration::ZERO {
+        if iv.entry_only {
+            out.push_str(
+                "  Status: lightweight mode — entry probes only: calls and PUT/WRITE bytes; no latency, GET bytes, hits, errors or anomaly detection.\n",
+            );
+        } else if warmup_left > Duration::ZERO {
             out.push_str(&format!(
                 "  Status: ⏳ Learning baseline — anomaly detection starts in {}.\n",
                 hms(warmup_left)

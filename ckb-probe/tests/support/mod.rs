@@ -3,6 +3,7 @@
 //! BPF need root; they run one at a time (`--test-threads=1`) because probes are global state.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod ckb_node;
 
 use std::{
@@ -156,8 +157,14 @@ pub struct Probe {
 impl Probe {
     /// Starts `ckb-probe ARGS` and waits until it has attached (its "attached" stderr line).
     pub fn start(args: &[&str]) -> Probe {
+        Probe::start_env(args, &[])
+    }
+
+    /// [`Probe::start`] with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Probe {
         let mut child = Command::new(ckb_probe())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -34,9 +34,9 @@ fn op(count: u64, total_ns: u64, bytes: Option<u64>) -> OpReport {
         count,
         total_ns,
         bytes,
-        hits: count / 2,
-        misses: count - count / 2,
-        errors: 1,
+        hits: Some(count / 2),
+        misses: Some(count - count / 2),
+        errors: Some(1),
         ..OpReport::default()
     }
 }
@@ -48,6 +48,7 @@ fn rocks(n: u64, hist: Vec<Bucket>) -> RocksSection {
     RocksSection {
         stats: RocksInterval {
             secs: 1.0,
+            entry_only: false,
             operations: [("GET", get.clone())].into(),
             functions: [("rocksdb_get_pinned_cf", get.clone())].into(),
             column_families: vec![CfReport {
@@ -102,6 +103,60 @@ fn bucket(low_ns: u64, count: u64) -> Bucket {
         high_ns: ckb_probe_common::hist::bucket_high(i),
         count,
     }
+}
+
+#[test]
+fn lightweight_mode_is_said_and_serves_no_absent_series() {
+    let light = |n: u64| {
+        let mut s = rocks(n, vec![]);
+        s.stats.entry_only = true;
+        let put = OpReport {
+            count: n,
+            bytes: Some(n * 10),
+            ..OpReport::default()
+        };
+        s.stats.functions = [("rocksdb_put", put)].into();
+        s
+    };
+    let mut e = Exporter::new(Options::default());
+    e.observe(&report(7, Some(light(10))), t(1));
+    e.observe(&report(7, Some(light(5))), t(2));
+    let m = e.render(Format::Prometheus);
+    assert_eq!(
+        sample(&m, r#"ckb_probe_rocksdb_mode{mode="lightweight"}"#),
+        Some(1.0)
+    );
+    let put = r#"{op="PUT",function="rocksdb_put"}"#;
+    assert_eq!(
+        sample(&m, &format!("ckb_probe_rocksdb_calls_total{put}")),
+        Some(15.0)
+    );
+    assert_eq!(
+        sample(&m, &format!("ckb_probe_rocksdb_bytes_total{put}")),
+        Some(150.0)
+    );
+    for absent in [
+        "ckb_probe_rocksdb_errors_total",
+        "ckb_probe_rocksdb_hits_total",
+        "ckb_probe_rocksdb_misses_total",
+        "ckb_probe_rocksdb_time_seconds_total",
+        "ckb_probe_rocksdb_latency_seconds",
+        "ckb_probe_rocksdb_cf_errors_total",
+        "ckb_probe_rocksdb_cf_hits_total",
+        "ckb_probe_rocksdb_cf_time_seconds_total",
+    ] {
+        assert!(
+            !m.contains(absent),
+            "{absent} served in lightweight mode:\n{m}"
+        );
+    }
+    let mut e = Exporter::new(Options::default());
+    e.observe(&report(7, Some(rocks(10, vec![]))), t(1));
+    let m = e.render(Format::Prometheus);
+    assert_eq!(
+        sample(&m, r#"ckb_probe_rocksdb_mode{mode="full"}"#),
+        Some(1.0)
+    );
 }
 
 #[test]

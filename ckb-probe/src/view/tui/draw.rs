@@ -877,7 +877,7 @@ fn op_table(app: &App, r: &model::RocksSection, ops: &[Op], f: &mut Frame, area:
             } else {
                 "—".into()
             },
-            thousands(o.errors),
+            o.errors.map_or("—".into(), thousands),
             String::new(),
             String::new(),
         ]);
@@ -969,7 +969,11 @@ fn slow_log(r: &model::RocksSection, f: &mut Frame, area: Rect) {
             f,
             area,
             block("Slow operations".into()),
-            "slow-operation log off".into(),
+            if r.stats.entry_only {
+                "lightweight mode: no slow-operation log".into()
+            } else {
+                "slow-operation log off".into()
+            },
             DIM,
         );
         return;

@@ -151,3 +151,88 @@ fn unwritable_or_existing_output_path() {
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me\n");
 }
+
+/// No tracefs, and none can be mounted (this kernel has no kprobes either, so the network
+/// layer has no other way in): `check` warns and says how to mount it; `net` fails with one
+/// line naming tracefs and the mount command, exit 1, nothing left; the layers that do not
+/// need tracefs (uprobes and raw tracepoints go through perf and BPF links) still run.
+#[test]
+fn missing_tracefs() {
+    let lists = probe_event_lists();
+    let out = hiding(Hide::Tracefs, &["check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("] tracefs"))
+        .expect("tracefs row");
+    assert!(
+        row.contains("WARN") && row.contains("not mounted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mount -t tracefs tracefs /sys/kernel/tracing"),
+        "{text}"
+    );
+
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let (code, out, err, ids) =
+        run_sampling_programs(hiding(Hide::Tracefs, &["net", "--pid", &pid, "-d", "1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].starts_with(
+            "ckb-probe: error: the network layer cannot run here: tracefs is not mounted"
+        ) && lines[0].contains("mount -t tracefs tracefs /sys/kernel/tracing"),
+        "{err}"
+    );
+    assert_all_gone(&ids, "net without tracefs");
+
+    let (code, _out, err, ids) = run_sampling_programs(hiding(
+        Hide::Tracefs,
+        &["syscall", "--pid", &pid, "-d", "1", "--json"],
+    ));
+    assert_eq!(code, 0, "syscall needs no tracefs: {err}");
+    assert!(!ids.is_empty(), "{err}");
+    assert_all_gone(&ids, "syscall without tracefs");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(probe_event_lists(), lists, "uprobe/kprobe_events changed");
+}
+
+/// No BTF: nothing ckb-probe loads needs CO-RE, so every layer runs; `check` warns with the
+/// kernel option to enable, and the network layer says it reads sockets with the built-in
+/// IPv4 layout (IPv6 peers of earlier connections unknown).
+#[test]
+fn missing_btf() {
+    let out = hiding(Hide::Btf, &["check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let row = text.lines().find(|l| l.contains("] btf")).expect("btf row");
+    assert!(row.contains("WARN") && row.contains("missing"), "{text}");
+    assert!(text.contains("CONFIG_DEBUG_INFO_BTF=y"), "{text}");
+
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let (code, out, err, ids) = run_sampling_programs(hiding(
+        Hide::Btf,
+        &["net", "--pid", &pid, "-d", "1", "--json"],
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(
+            "socket layout from built-in IPv4 layout (/sys/kernel/btf/vmlinux: No such file"
+        ),
+        "{err}"
+    );
+    let objs = parse_ndjson(&out.lines().map(str::to_string).collect::<Vec<_>>());
+    assert_eq!(summary(&objs)["end"], "duration");
+    assert_all_gone(&ids, "net without BTF");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}

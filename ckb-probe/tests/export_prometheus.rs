@@ -1120,3 +1120,89 @@ fn real_ckb_node_is_exported_and_scraped() {
     );
     assert_eq!(exp.stop(), 0);
 }
+
+/// `export --follow`: the node exits and a new one starts at the same path. `/healthz` goes
+/// 503 then back to 200, `target_info` names the new PID, `target_restarts_total` is 1, and
+/// every counter only ever grows across the gap (scraped every 200 ms throughout): at the
+/// end each function's calls are the two processes' ground truths added up.
+#[test]
+fn export_follow_across_a_restart_counters_never_step_back() {
+    let work = tempfile::tempdir().unwrap();
+    let exe = testbed_copy(work.path());
+    let args = ["--threads", "1", "--duration", "2", "--rate", "1000"];
+    let a = Testbed::spawn_exe(&exe, &args);
+    let pid_a = a.pid;
+    let exp = Exporter::start(&[
+        "--pid",
+        &pid_a.to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--warmup",
+        "0",
+        "--interval",
+        "0.5",
+        "--follow",
+    ]);
+    exp.wait_health(200, Duration::from_secs(5));
+    // Every scrape, in order, until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (addr, stop) = (exp.addr.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut all = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                all.push(samples(&http_get(&addr, "/metrics", None).2));
+                thread::sleep(Duration::from_millis(200));
+            }
+            all
+        })
+    };
+    a.start();
+    let truth_a = a.finish();
+    let body = exp.wait_health(503, Duration::from_secs(10));
+    assert!(body.contains("target exited"), "{body}");
+    let b = Testbed::successor_at(&exe, &testbed("static"), &args);
+    let pid_b = b.pid;
+    let body = exp.wait_health(200, Duration::from_secs(30));
+    assert!(body.contains(&format!("PID {pid_b}")), "{body}");
+    let m = samples(&exp.get("/metrics", None).2);
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with(&format!(r#"ckb_probe_target_info{{pid="{pid_b}""#))),
+        "target_info does not name PID {pid_b}"
+    );
+    assert_eq!(m["ckb_probe_target_restarts_total"], 1.0);
+    b.start();
+    let truth_b = b.finish();
+    exp.wait_health(503, Duration::from_secs(10));
+    let (_, _, text) = exp.get("/metrics", None);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.join().unwrap();
+    let stderr = exp.stderr();
+    assert_eq!(exp.stop(), 0, "{stderr}");
+    promtool_check_metrics(&text);
+    let last = samples(&text);
+    for (f, op) in TRACED {
+        let key = format!(r#"ckb_probe_rocksdb_calls_total{{op="{op}",function="{f}"}}"#);
+        let want = u(&truth_a["functions"][f]["calls"]) + u(&truth_b["functions"][f]["calls"]);
+        assert_eq!(last.get(&key).copied().unwrap_or(0.0) as u64, want, "{f}");
+    }
+    assert_eq!(last["ckb_probe_target_restarts_total"], 1.0);
+    // No counter series ever went down between two scrapes.
+    assert!(scrapes.len() > 10, "only {} scrapes", scrapes.len());
+    let counter = |k: &str| {
+        let name = k.split('{').next().unwrap_or(k);
+        ["_total", "_count", "_sum", "_bucket"]
+            .iter()
+            .any(|s| name.ends_with(s))
+    };
+    for pair in scrapes.windows(2) {
+        for (k, v) in &pair[1] {
+            if let Some(before) = pair[0].get(k)
+                && counter(k)
+            {
+                assert!(v >= before, "{k} stepped back: {before} -> {v}");
+            }
+        }
+    }
+}

@@ -28,24 +28,10 @@ fn until(probe: &Probe, seen: &mut Vec<Value>, what: &str, want: impl Fn(&Value)
     panic!("no {what} within 60 s; seen: {seen:?}");
 }
 
-/// Per traced function: the sum of the counts of `pid`'s interval reports equals `truth`.
-fn assert_exact(lines: &[Value], pid: u32, truth: &Value, traced: &[Value], who: &str) {
-    for f in traced {
-        let f = f.as_str().unwrap();
-        let counted: u64 = lines
-            .iter()
-            .filter(|o| o["type"] == "interval" && u(&o["pid"]) == u64::from(pid))
-            .map(|o| u(&o["functions"][f]["count"]))
-            .sum();
-        assert_eq!(counted, u(&truth["functions"][f]["calls"]), "{who}: {f}");
-    }
-}
-
 #[test]
 fn follows_a_restart_and_an_upgrade_at_the_same_path() {
     let work = tempfile::tempdir().unwrap();
-    let exe = work.path().join("node");
-    std::fs::copy(testbed("static"), &exe).unwrap();
+    let exe = testbed_copy(work.path());
     let args = ["--threads", "1", "--duration", "2", "--rate", "1000"];
 
     let a = Testbed::spawn_exe(&exe, &args);
@@ -67,9 +53,7 @@ fn follows_a_restart_and_an_upgrade_at_the_same_path() {
     });
 
     // The upgrade: another binary (RocksDB as a shared library now) at the same path.
-    std::fs::remove_file(&exe).unwrap();
-    std::fs::copy(testbed("dylib"), &exe).unwrap();
-    let b = Testbed::spawn_exe(&exe, &args);
+    let b = Testbed::successor_at(&exe, &testbed("dylib"), &args);
     let pid_b = b.pid;
     until(&probe, &mut seen, "target_attached", |v| {
         v["type"] == "target_attached"
@@ -98,8 +82,8 @@ fn follows_a_restart_and_an_upgrade_at_the_same_path() {
     let traced = s["attached"].as_array().unwrap();
     assert_eq!(traced.len(), 23, "{s}");
     // Each process's intervals hold exactly its own calls: nothing lost, nothing mixed.
-    assert_exact(&seen, pid_a, &truth_a, traced, "first process");
-    assert_exact(&seen, pid_b, &truth_b, traced, "upgraded process");
+    assert_exact_per_pid(&seen, pid_a, &truth_a, traced, "first process");
+    assert_exact_per_pid(&seen, pid_b, &truth_b, traced, "upgraded process");
     assert_eq!(s["type"], "summary");
     assert_eq!(u(&s["pid"]), u64::from(pid_b));
     assert_eq!(s["end"], "signal");
@@ -132,16 +116,12 @@ fn keep_baseline_needs_follow() {
     assert!(err.contains("--follow"), "{err}");
 }
 
-/// A real CKB dev node restarted while it mines: ckb-probe follows it to its new PID (not to the
-/// miner, which runs the same binary) and counts the new node's RocksDB calls.
-#[test]
-fn follows_a_real_ckb_node_across_a_restart() {
-    let mut node = support::ckb_node::CkbNode::start();
-    let old = node.pid;
+/// `rocksdb --follow --json` on `pid`, once it has reported its first interval (kept).
+fn follow_from_first_interval(pid: u32) -> (Probe, Vec<Value>) {
     let probe = Probe::start(&[
         "rocksdb",
         "--pid",
-        &old.to_string(),
+        &pid.to_string(),
         "--follow",
         "--json",
         "--warmup",
@@ -151,6 +131,16 @@ fn follows_a_real_ckb_node_across_a_restart() {
     until(&probe, &mut seen, "a first interval", |v| {
         v["type"] == "interval"
     });
+    (probe, seen)
+}
+
+/// A real CKB dev node restarted while it mines: ckb-probe follows it to its new PID (not to the
+/// miner, which runs the same binary) and counts the new node's RocksDB calls.
+#[test]
+fn follows_a_real_ckb_node_across_a_restart() {
+    let mut node = support::ckb_node::CkbNode::start();
+    let old = node.pid;
+    let (probe, mut seen) = follow_from_first_interval(old);
     node.restart();
     until(&probe, &mut seen, "target_attached", |v| {
         v["type"] == "target_attached"
@@ -171,4 +161,114 @@ fn follows_a_real_ckb_node_across_a_restart() {
     probe.signal(libc::SIGINT);
     let (code, _rest, stderr) = probe.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// RPC load on a real node: a thread asks for blocks by number as fast as the node answers,
+/// and counts the answers. Each answer reads the block's hash from RocksDB (a GET).
+struct RpcLoad {
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RpcLoad {
+    fn start(port: u16) -> RpcLoad {
+        use std::sync::atomic::Ordering::Relaxed;
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (answered.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let mut n = 0u64;
+            while !s.load(Relaxed) {
+                // The node is down during the restart: no answer, try again.
+                let block = ckb_probe::node::call(
+                    addr,
+                    "get_block_by_number",
+                    serde_json::json!([format!("{:#x}", n % 8)]),
+                );
+                if block.is_some_and(|b| b.is_object()) {
+                    a.fetch_add(1, Relaxed);
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                n += 1;
+            }
+        });
+        RpcLoad {
+            answered,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for RpcLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A real CKB dev node restarted while it mines and serves RPC load. The counters after the
+/// restart are the new process's own: its intervals count at least one GET per RPC answer
+/// given between the `target_attached` event and the end of the run, and the old process's
+/// intervals at least one per answer given while it was traced.
+#[test]
+fn follows_a_real_ckb_node_restarted_under_rpc_load() {
+    let mut node = support::ckb_node::CkbNode::start();
+    let old = node.pid;
+    let load = RpcLoad::start(node.rpc_port);
+    let (probe, mut seen) = follow_from_first_interval(old);
+    // Answers given after the first interval began were counted by the old process's probes.
+    let before_old = load.answered();
+    std::thread::sleep(Duration::from_secs(3));
+    let during_old = load.answered() - before_old;
+    assert!(during_old > 50, "the RPC load is too light: {during_old}");
+    node.restart();
+    until(&probe, &mut seen, "target_attached", |v| {
+        v["type"] == "target_attached"
+    });
+    let attached_at = load.answered();
+    assert_eq!(u(&seen.last().unwrap()["pid"]), u64::from(node.pid));
+    std::thread::sleep(Duration::from_secs(4));
+    let during_new = load.answered() - attached_at;
+    assert!(
+        during_new > 50,
+        "the RPC load is too light after the restart: {during_new}"
+    );
+    probe.signal(libc::SIGINT);
+    let (code, rest, stderr) = probe.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+    drop(load);
+    seen.extend(
+        rest.iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+    );
+    let gets = |pid: u32| -> u64 {
+        seen.iter()
+            .filter(|o| o["type"] == "interval" && u(&o["pid"]) == u64::from(pid))
+            .map(|o| u(&o["operations"]["GET"]["count"]))
+            .sum()
+    };
+    let (gets_old, gets_new) = (gets(old), gets(node.pid));
+    assert!(
+        gets_new >= during_new,
+        "new process: {gets_new} GETs counted for {during_new} RPC answers"
+    );
+    assert!(
+        gets_old >= during_old,
+        "old process: {gets_old} GETs counted for {during_old} RPC answers"
+    );
+    let s = seen.last().unwrap();
+    assert_eq!(s["type"], "summary");
+    assert_eq!(u(&s["pid"]), u64::from(node.pid));
+    // The summary covers the new process only: no count of the old one leaks into it.
+    assert_eq!(u(&s["operations"]["GET"]["count"]), gets_new, "{s}");
 }

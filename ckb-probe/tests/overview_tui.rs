@@ -489,3 +489,88 @@ impl Drop for Netbed {
         }
     }
 }
+
+/// `overview --follow`: the node exits and a new one starts at the same path. The screen
+/// stays, says the target exited and that it waits (header, tab bar, event log), attaches to
+/// the successor by itself (header `restart 1, was OLD`, event log), and counts it from zero;
+/// the recording has both lifecycle events and, per process, exactly that process's calls.
+#[test]
+fn overview_follow_keeps_the_screen_across_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let exe = testbed_copy(work.path());
+    let rec = work.path().join("run.ndjson");
+    let args = ["--threads", "1", "--duration", "2", "--rate", "1000"];
+    let a = Testbed::spawn_exe(&exe, &args);
+    let pid_a = a.pid;
+    let tmux = Tmux::start(160, 40);
+    tmux.type_line(&probe_cmd(
+        a.pid,
+        &format!("--follow --record {}", rec.display()),
+    ));
+    let probe = overview_pid(a.pid);
+    tmux.wait_for(&["P2P network", "LIVE"], Duration::from_secs(60));
+    let mut ours = held_programs(probe);
+    a.start();
+    let truth_a = a.finish();
+    let exited = format!("target_exited: PID {}", pid_a);
+    let s = tmux.wait_for(
+        &[
+            "WAITING",
+            "waiting for the node to come back (--follow)",
+            &exited,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!s.contains("ENDED"), "{s}");
+    assert_eq!(tmux.format("#{alternate_on}"), "1", "the screen stays");
+
+    let b = Testbed::successor_at(&exe, &testbed("static"), &args);
+    let pid_b = b.pid;
+    let was = format!("(restart 1, was {})", pid_a);
+    tmux.wait_for(
+        &[&was, &format!("target_attached: PID {}", pid_b), "LIVE"],
+        Duration::from_secs(60),
+    );
+    ours.extend(held_programs(probe));
+    b.start();
+    let truth_b = b.finish();
+    tmux.wait_for(
+        &[&format!("target_exited: PID {}", pid_b), "WAITING"],
+        Duration::from_secs(30),
+    );
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for(&["EXIT=0"], Duration::from_secs(60));
+    assert!(!s.contains("panicked"), "{s}");
+    tmux.assert_restored();
+    assert_unloaded(&ours);
+
+    // The recording: reports of each process, the gap marked between them.
+    let lines: Vec<String> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let objs = parse_ndjson(&lines);
+    let kinds: Vec<&str> = objs
+        .iter()
+        .filter_map(|o| o["type"].as_str())
+        .filter(|t| t.starts_with("target_"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["target_exited", "target_attached", "target_exited"],
+        "lifecycle events"
+    );
+    let attached = objs
+        .iter()
+        .find(|o| o["type"] == "target_attached")
+        .unwrap();
+    assert_eq!(u(&attached["pid"]), u64::from(pid_b));
+    assert_eq!(u(&attached["previous_pid"]), u64::from(pid_a));
+    assert_eq!(u(&attached["restarts"]), 1);
+    let s = summary(&objs);
+    assert_eq!(u(&s["pid"]), u64::from(pid_b));
+    let traced = s["attached"].as_array().unwrap();
+    assert_exact_per_pid(&objs, pid_a, &truth_a, traced, "first process");
+    assert_exact_per_pid(&objs, pid_b, &truth_b, traced, "its successor");
+}

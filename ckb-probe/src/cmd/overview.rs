@@ -2,23 +2,17 @@
 //! interactive screen with four tabs. A layer that cannot attach says why there; the others
 //! keep working.
 
-use std::{
-    io::{IsTerminal, Write},
-    process::ExitCode,
-};
+use std::{io::IsTerminal, process::ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ckb_probe::{
     error::InputError,
-    model::{End, LayerName},
+    model::{End, LayerName, Lifecycle, Report},
     session::{self, Session, net::NetOptions, rocksdb::RocksOptions},
-    view::{
-        ndjson,
-        tui::term::{self, Exit},
-    },
+    view::tui::term::{self, Exit},
 };
 
-use super::runner::{self, RunArgs};
+use super::runner::{self, Recording, RunArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,14 +56,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             InputError::Other("--listen-port must be a TCP port from 1 to 65535".into()).into(),
         );
     }
-    if args.run.follow {
-        return Err(InputError::Other(
-            "overview does not follow a restarted node yet; use `ckb-probe rocksdb --with \
-             syscall,net --follow` or `ckb-probe export --follow`"
-                .into(),
-        )
-        .into());
-    }
     // Checked before anything is attached: without a terminal there is nothing to draw on.
     if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
         return Err(InputError::Other(
@@ -79,11 +65,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )
         .into());
     }
-    let mut record = args
+    let record = args
         .run
         .record
         .as_deref()
-        .map(runner::create_record)
+        .map(Recording::create)
         .transpose()?;
     let process = runner::target(args.run.pid)?;
     let pid = process.pid;
@@ -105,32 +91,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ..NetOptions::default()
         },
         chain: true,
-        follow: false,
-        keep_baseline: false,
+        follow: args.run.follow,
+        keep_baseline: args.run.keep_baseline,
     };
     eprintln!("ckb-probe: attaching to PID {pid} ...");
     let session = match Session::start(&process, opts) {
         Ok(s) => s,
         Err(e) => {
-            // Nothing was recorded: do not leave an empty file behind.
-            if let (Some(path), Some(rec)) = (args.run.record.as_deref(), record.take()) {
-                drop(rec);
-                let _ = std::fs::remove_file(path);
+            if let Some(rec) = record {
+                rec.discard();
             }
             return Err(e);
         }
     };
-    let mut sink = |r: &ckb_probe::model::Report| -> Result<()> {
-        if let Some(rec) = &mut record {
-            let line =
-                ndjson::line(r, ndjson::Options::default()).context("serializing a report")?;
-            writeln!(rec, "{line}")
-                .and_then(|()| rec.flush())
-                .context("writing the --record file")?;
-        }
-        Ok(())
-    };
-    let exit = term::run(session, limits.run, &mut sink)?;
+    let mut sink = Recorder(record);
+    let (exit, pid) = term::run(session, limits.run, &mut sink)?;
     match exit {
         Exit::Ended(End::TargetExited) => {
             eprintln!("ckb-probe: target process {pid} exited; probes detached.")
@@ -138,4 +113,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => eprintln!("ckb-probe: overview of PID {pid} ended; probes detached."),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the screen's reports also go: the `--record` file, if any.
+struct Recorder(Option<Recording>);
+
+impl session::Sink for Recorder {
+    fn report(&mut self, r: &Report) -> Result<()> {
+        self.0.as_mut().map_or(Ok(()), |rec| rec.report(r))
+    }
+
+    fn lifecycle(&mut self, e: &Lifecycle) -> Result<()> {
+        self.0.as_mut().map_or(Ok(()), |rec| rec.lifecycle(e))
+    }
 }

@@ -107,26 +107,67 @@ pub fn at_least_one(name: &str, v: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-/// A new file for `--record`: refused when it exists (a recording is the user's data).
-pub fn create_record(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(f) => Ok(std::io::BufWriter::new(f)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(InputError::Path {
+/// The `--record` file: every report (the whole model, no cut of the syscall list) and every
+/// lifecycle event of the run, as NDJSON.
+pub struct Recording {
+    file: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl Recording {
+    /// A new file: refused when it exists (a recording is the user's data). Created before
+    /// anything is attached, so a bad path leaves no probe behind.
+    pub fn create(path: &std::path::Path) -> Result<Recording> {
+        let file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(InputError::Path {
+                    path: path.to_path_buf(),
+                    problem: "already exists".into(),
+                    hint: "choose a new file name for --record (an existing recording is never overwritten)",
+                }
+                .into());
+            }
+            Err(e) => {
+                return Err(InputError::Path {
+                    path: path.to_path_buf(),
+                    problem: format!("cannot be created ({e})"),
+                    hint: "choose a writable location for --record",
+                }
+                .into());
+            }
+        };
+        Ok(Recording {
+            file: std::io::BufWriter::new(file),
             path: path.to_path_buf(),
-            problem: "already exists".into(),
-            hint: "choose a new file name for --record (an existing recording is never overwritten)",
-        }
-        .into()),
-        Err(e) => Err(InputError::Path {
-            path: path.to_path_buf(),
-            problem: format!("cannot be created ({e})"),
-            hint: "choose a writable location for --record",
-        }
-        .into()),
+        })
+    }
+
+    fn write(&mut self, line: &str) -> Result<()> {
+        writeln!(self.file, "{line}")
+            .and_then(|()| self.file.flush())
+            .context("writing the --record file")
+    }
+
+    pub fn report(&mut self, r: &Report) -> Result<()> {
+        let line = ndjson::line(r, ndjson::Options::default()).context("serializing a report")?;
+        self.write(&line)
+    }
+
+    pub fn lifecycle(&mut self, e: &Lifecycle) -> Result<()> {
+        let line = ndjson::lifecycle_line(e).context("serializing an event")?;
+        self.write(&line)
+    }
+
+    /// Attaching failed and nothing was recorded: the empty file is not left behind.
+    pub fn discard(self) {
+        let path = self.path.clone();
+        drop(self);
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -137,8 +178,7 @@ pub struct Printer {
     tty: bool,
     pub text: text::Options,
     pub ndjson: ndjson::Options,
-    record: Option<std::io::BufWriter<std::fs::File>>,
-    record_path: Option<std::path::PathBuf>,
+    record: Option<Recording>,
 }
 
 impl Printer {
@@ -149,14 +189,12 @@ impl Printer {
             text,
             ndjson,
             record: None,
-            record_path: None,
         }
     }
 
     /// Records every report to `path` too (created now, before any probe is attached).
     pub fn recording(mut self, path: Option<&std::path::Path>) -> Result<Self> {
-        self.record = path.map(create_record).transpose()?;
-        self.record_path = path.map(std::path::Path::to_path_buf);
+        self.record = path.map(Recording::create).transpose()?;
         Ok(self)
     }
 
@@ -176,13 +214,11 @@ impl Printer {
 
     /// A followed target's exit or return.
     pub fn lifecycle(&mut self, e: &Lifecycle) -> Result<()> {
-        let line = ndjson::lifecycle_line(e).context("serializing an event")?;
         if let Some(rec) = &mut self.record {
-            writeln!(rec, "{line}")
-                .and_then(|()| rec.flush())
-                .context("writing the --record file")?;
+            rec.lifecycle(e)?;
         }
         if self.json {
+            let line = ndjson::lifecycle_line(e).context("serializing an event")?;
             self.write(&(line + "\n"))
         } else {
             self.write(&text::lifecycle(e))
@@ -191,12 +227,7 @@ impl Printer {
 
     pub fn print(&mut self, r: &Report) -> Result<()> {
         if let Some(rec) = &mut self.record {
-            // A recording keeps the whole model: no cut of the syscall list.
-            let line =
-                ndjson::line(r, ndjson::Options::default()).context("serializing a report")?;
-            writeln!(rec, "{line}")
-                .and_then(|()| rec.flush())
-                .context("writing the --record file")?;
+            rec.report(r)?;
         }
         let out = if self.json {
             let mut line = ndjson::line(r, self.ndjson).context("serializing a report")?;
@@ -250,10 +281,8 @@ pub fn run(
     let session = match Session::start(process, opts) {
         Ok(s) => s,
         Err(e) => {
-            // Nothing was recorded: do not leave an empty file behind.
-            if let Some(path) = printer.record_path.take() {
-                drop(printer.record.take());
-                let _ = std::fs::remove_file(path);
+            if let Some(rec) = printer.record.take() {
+                rec.discard();
             }
             return Err(e);
         }

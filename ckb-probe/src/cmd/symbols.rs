@@ -29,14 +29,21 @@ pub struct Args {
     /// List every function: all rocksdb_* functions, all of tier 2, and tier 3.
     #[arg(long)]
     pub all: bool,
+    /// For a stripped binary: read the functions from this unstripped build of it (same
+    /// build-id; another build is refused).
+    #[arg(long, value_name = "FILE")]
+    pub symbols_from: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut report = match (&args.binary, args.pid) {
-        (_, Some(pid)) => symbols::analyze_process(pid)?,
-        (Some(path), None) => symbols::analyze(path)?,
+    let from = args.symbols_from.as_deref();
+    let mut report = match (&args.binary, args.pid, from) {
+        (_, Some(pid), Some(from)) => symbols::analyze_process_symbols_from(pid, from)?,
+        (_, Some(pid), None) => symbols::analyze_process(pid)?,
+        (Some(path), None, Some(from)) => symbols::analyze_symbols_from(path, from)?,
+        (Some(path), None, None) => symbols::analyze(path)?,
         // clap enforces one of the two; keep a clear message if that ever changes.
-        (None, None) => anyhow::bail!(ckb_probe::error::InputError::Other(
+        (None, None, _) => anyhow::bail!(ckb_probe::error::InputError::Other(
             "give a BINARY path or --pid PID".into()
         )),
     };
@@ -112,6 +119,9 @@ fn print_human(r: &BinaryReport, all: bool) -> io::Result<()> {
         ("static", _) => "static (rocksdb_* defined in this file)".to_string(),
         (l, _) => l.to_string(),
     };
+    if let Some(from) = &r.symbols_from {
+        writeln!(o, "  symbols from  {} (same build-id)", from.display())?;
+    }
     writeln!(o, "  RocksDB       {linkage}")?;
     writeln!(
         o,

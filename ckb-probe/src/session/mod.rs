@@ -384,6 +384,31 @@ impl Session {
         &self.process
     }
 
+    /// Whether the run follows its target across restarts (`Options::follow`).
+    pub fn follows(&self) -> bool {
+        self.opts.follow
+    }
+
+    /// Once this session's target has exited: its successor (see [`target::successor`])
+    /// traced by a new session with these options (new offsets for a new binary, counters from
+    /// zero, a new warm-up unless `keep_baseline`), or `None` while there is none yet.
+    pub fn follow_successor(&mut self) -> Option<Result<Session>> {
+        let next = target::successor(&self.process)?;
+        let old_pid = self.pid;
+        Some(
+            Session::start(&next, self.opts.clone())
+                .with_context(|| {
+                    format!("attaching to PID {}, the successor of {old_pid}", next.pid)
+                })
+                .map(|mut fresh| {
+                    if self.opts.keep_baseline {
+                        fresh.adopt_baselines(self);
+                    }
+                    fresh
+                }),
+        )
+    }
+
     /// Takes over `old`'s learnt baselines: latency anomalies, churn and correlation rules
     /// keep their state across a restart of the node (`--keep-baseline`).
     pub fn adopt_baselines(&mut self, old: &mut Session) {
@@ -474,7 +499,7 @@ fn run_session(session: &mut Session, pace: &mut Pace, sink: &mut dyn Sink) -> R
 
 /// Final read: everything recorded up to now, including a partial interval. Events drained now
 /// must reach an interval, however short it is.
-fn last_interval(session: &mut Session, end: End, sink: &mut dyn Sink) -> Result<()> {
+pub fn last_interval(session: &mut Session, end: End, sink: &mut dyn Sink) -> Result<()> {
     session.poll();
     let now = Instant::now();
     if end != End::Count
@@ -485,9 +510,9 @@ fn last_interval(session: &mut Session, end: End, sink: &mut dyn Sink) -> Result
     Ok(())
 }
 
-/// Waits for the successor of `old` (see [`target::successor`]); `None` when the run must end
-/// first (a signal or the deadline).
-fn wait_for_successor(old: &Process, pace: &Pace) -> Option<(Process, End)> {
+/// Waits for the successor of `session`'s target and attaches to it; `None` when the run must
+/// end first (a signal or the deadline).
+fn wait_for_successor(session: &mut Session, pace: &Pace) -> Option<Result<Session>> {
     loop {
         if pace.term.load(Ordering::Relaxed) {
             return None;
@@ -495,8 +520,8 @@ fn wait_for_successor(old: &Process, pace: &Pace) -> Option<(Process, End)> {
         if pace.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        if let Some(p) = target::successor(old) {
-            return Some((p, End::TargetExited));
+        if let Some(fresh) = session.follow_successor() {
+            return Some(fresh);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -555,7 +580,7 @@ pub fn drive_following(
             node: None,
             restarts,
         })?;
-        let Some((next, _)) = wait_for_successor(session.process(), &pace) else {
+        let Some(fresh) = wait_for_successor(&mut session, &pace) else {
             let end = if pace.term.load(Ordering::Relaxed) {
                 End::Signal
             } else {
@@ -564,13 +589,7 @@ pub fn drive_following(
             sink.report(&session.finish(end)?)?;
             return Ok((end, session));
         };
-        let opts = session.opts.clone();
-        let mut fresh = Session::start(&next, opts).with_context(|| {
-            format!("attaching to PID {}, the successor of {old_pid}", next.pid)
-        })?;
-        if session.opts.keep_baseline {
-            fresh.adopt_baselines(&mut session);
-        }
+        let fresh = fresh?;
         // The old process's probes go before the new ones report.
         drop(std::mem::replace(&mut session, fresh));
         restarts += 1;

@@ -132,7 +132,9 @@ impl NetLayer {
             match netprobe::ensure_tracefs() {
                 Ok(true) => notes.push("mounted tracefs at /sys/kernel/tracing".into()),
                 Ok(false) => {}
-                Err(e) => tracing::warn!("{e}"),
+                // Not an error yet: the kprobe path may serve instead; if nothing does, the
+                // attach error says tracefs is missing and how to mount it.
+                Err(e) => notes.push(format!("note: {e}")),
             }
         }
         let mut collector = NetCollector::new(engine)?;

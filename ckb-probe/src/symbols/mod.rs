@@ -166,6 +166,8 @@ pub struct BinaryReport {
     /// Listed by `symbols --all` only (null otherwise).
     pub tier3: Option<Vec<String>>,
     pub hint: Option<String>,
+    /// The unstripped build (same build-id) the functions were read from (`--symbols-from`).
+    pub symbols_from: Option<PathBuf>,
 }
 
 fn io_error(path: &Path, e: io::Error) -> SymbolsError {
@@ -506,16 +508,66 @@ pub fn rocksdb_sites_from(p: &Process, from: &Path) -> Result<RocksDbSites, Symb
     let exe_scan = scan_file(&exe, &p.exe, false)?;
     let data = read_file(from, from)?;
     let scan = scan_file(&data, from, false)?;
+    same_build(&exe_scan, &p.exe, &scan, from)?;
+    Ok(sites_for(&scan, p))
+}
+
+/// Refuses `from` unless it is a build of the very binary `exe` is: the same build-id (a
+/// binary without one cannot be matched, so it is refused too).
+fn same_build(
+    exe_scan: &elf::Scan<'_>,
+    exe: &Path,
+    scan: &elf::Scan<'_>,
+    from: &Path,
+) -> Result<(), SymbolsError> {
     let id = |s: &Option<String>| s.clone().unwrap_or_else(|| "none".into());
     if exe_scan.build_id.is_none() || exe_scan.build_id != scan.build_id {
         return Err(SymbolsError::BuildIdMismatch {
             from: from.to_path_buf(),
             from_id: id(&scan.build_id),
-            exe: p.exe.clone(),
+            exe: exe.to_path_buf(),
             exe_id: id(&exe_scan.build_id),
         });
     }
-    Ok(sites_for(&scan, p))
+    Ok(())
+}
+
+/// [`analyze`] of a stripped binary with the symbols of `from`, an unstripped build with the
+/// same build-id (see [`rocksdb_sites_from`]).
+pub fn analyze_symbols_from(path: &Path, from: &Path) -> Result<BinaryReport, SymbolsError> {
+    let data = read_file(path, path)?;
+    with_symbols_from(path, None, &data, from, |scan| {
+        resolve_static_or_needed(scan, path, path)
+    })
+}
+
+/// [`analyze_process`] of a process running a stripped binary, with the symbols of `from`.
+pub fn analyze_process_symbols_from(pid: u32, from: &Path) -> Result<BinaryReport, SymbolsError> {
+    let p = target::process(pid)?;
+    let data = read_exe(&p)?;
+    with_symbols_from(&p.exe, Some(pid), &data, from, |scan| {
+        resolve_process(scan, &p)
+    })
+}
+
+/// The report of the binary `data` (at `path`) whose functions, offsets, first instructions
+/// and tiers are read from `from`: the loaded code sits at the same file offsets in both.
+fn with_symbols_from(
+    path: &Path,
+    pid: Option<u32>,
+    data: &[u8],
+    from: &Path,
+    resolve: impl FnOnce(&elf::Scan<'_>) -> RocksDb,
+) -> Result<BinaryReport, SymbolsError> {
+    let exe_scan = scan_file(data, path, false)?;
+    let from_data = read_file(from, from)?;
+    let scan = scan_file(&from_data, from, true)?;
+    same_build(&exe_scan, path, &scan, from)?;
+    let rocks = resolve(&scan);
+    let mut r = report(path, pid, data, &scan, rocks);
+    r.stripped = !exe_scan.has_symtab;
+    r.symbols_from = Some(from.to_path_buf());
+    Ok(r)
 }
 
 /// The full report for the binary at `path`.
@@ -612,7 +664,7 @@ fn report(
     let mut hints = Vec::new();
     match &rocks.linkage {
         Linkage::None if stripped => hints.push(
-            "no rocksdb_* functions found and the binary is stripped (no .symtab): if it links RocksDB statically, as CKB does, its functions cannot be located; run the node from a build that keeps its symbol table (CKB's release and prod profiles do: do not run `strip` or set `strip = true`), then analyse that binary or the running node with --pid".to_string(),
+            "no rocksdb_* functions found and the binary is stripped (no .symtab): if it links RocksDB statically, as CKB does, its functions cannot be located; pass --symbols-from FILE, an unstripped build of the same binary (same build-id), or run the node from a build that keeps its symbol table (CKB's release and prod profiles do: do not run `strip` or set `strip = true`)".to_string(),
         ),
         Linkage::None => hints.push(rocks.problem.clone().unwrap_or_else(|| {
             "no RocksDB C API functions found: this binary does not use RocksDB through its C API (is it the CKB node executable?)".to_string()
@@ -657,6 +709,7 @@ fn report(
         tier3_count: tiers.tier3.len(),
         tier3: Some(tiers.tier3),
         hint: (!hints.is_empty()).then(|| hints.join("; ")),
+        symbols_from: None,
     }
 }
 

@@ -58,6 +58,14 @@ pub fn testbed_bin(name: &str) -> PathBuf {
     path
 }
 
+/// A copy of the static testbed at `dir/node`: a node binary at a path of its own, which a
+/// test may restart, replace or patch.
+pub fn testbed_copy(dir: &Path) -> PathBuf {
+    let exe = dir.join("node");
+    std::fs::copy(testbed("static"), &exe).expect("copy the testbed");
+    exe
+}
+
 /// A running testbed waiting on its start file.
 pub struct Testbed {
     pub child: Child,
@@ -100,6 +108,19 @@ impl Testbed {
         // Keep draining stdout so the testbed never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Testbed { child, pid, dir }
+    }
+
+    /// A new node process at `exe` (a restart, or an upgrade when `binary` is another build),
+    /// as a deployment does it: started from a file beside `exe`, moved over `exe` once READY.
+    /// A follower finds it only then, so its preload (before READY, outside the ground truth)
+    /// is not counted.
+    pub fn successor_at(exe: &Path, binary: &Path, args: &[&str]) -> Testbed {
+        let next = exe.with_extension("next");
+        std::fs::copy(binary, &next).expect("copy the new binary");
+        let tb = Testbed::spawn_exe(&next, args);
+        // The running process's /proc/PID/exe follows the rename.
+        std::fs::rename(&next, exe).expect("move the new binary into place");
+        tb
     }
 
     pub fn start(&self) {
@@ -360,6 +381,24 @@ pub fn assert_counts_exact(summary: &Value, truth: &Value, who: &str) {
     }
 }
 
+/// A followed run: per traced function, the counts of `pid`'s interval reports add up to
+/// `truth` (nothing lost, nothing of another process mixed in).
+pub fn assert_exact_per_pid(lines: &[Value], pid: u32, truth: &Value, traced: &[Value], who: &str) {
+    for f in traced {
+        let f = f.as_str().unwrap();
+        let per_interval: Vec<u64> = lines
+            .iter()
+            .filter(|o| o["type"] == "interval" && u(&o["pid"]) == u64::from(pid))
+            .map(|o| u(&o["functions"][f]["count"]))
+            .collect();
+        assert_eq!(
+            per_interval.iter().sum::<u64>(),
+            u(&truth["functions"][f]["calls"]),
+            "{who} (PID {pid}): {f}, per interval {per_interval:?}"
+        );
+    }
+}
+
 /// (cpu seconds, rss KiB) of a process.
 pub fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -375,4 +414,91 @@ pub fn proc_usage(pid: u32) -> Option<(f64, u64)> {
         .parse()
         .ok()?;
     Some((ticks / 100.0, rss))
+}
+
+/// What [`hiding`] takes away from ckb-probe's view of the machine.
+#[derive(Clone, Copy, Debug)]
+pub enum Hide {
+    /// No tracefs, and none can be mounted: `/sys/kernel` becomes a tmpfs holding only `btf`
+    /// (as on a kernel built without tracing, or a container whose `/sys/kernel` has no
+    /// `tracing` directory).
+    Tracefs,
+    /// No `/sys/kernel/btf/vmlinux` (a kernel built without CONFIG_DEBUG_INFO_BTF).
+    Btf,
+}
+
+/// `ckb-probe ARGS` in a private mount namespace (`unshare --mount`) where `hide` is gone; the
+/// host's mounts are untouched.
+pub fn hiding(hide: Hide, args: &[&str]) -> Command {
+    let script = match hide {
+        Hide::Tracefs => {
+            "set -e; d=$(mktemp -d); mount --rbind /sys/kernel \"$d\"; \
+             mount -t tmpfs -o mode=755 none /sys/kernel; mkdir /sys/kernel/btf; \
+             mount --rbind \"$d/btf\" /sys/kernel/btf; umount -l \"$d\"; rmdir \"$d\"; exec \"$@\""
+        }
+        Hide::Btf => "set -e; mount -t tmpfs -o mode=755 none /sys/kernel/btf; exec \"$@\"",
+    };
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(ckb_probe())
+    .args(args);
+    cmd
+}
+
+/// Runs `cmd` to its end, collecting the ids of every BPF program it held on the way (sampled
+/// from its fdinfo every few milliseconds). Returns (exit code, stdout, stderr, program ids).
+pub fn run_sampling_programs(mut cmd: Command) -> (i32, String, String, BTreeSet<u64>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().expect("stdout")));
+    let err = read(Box::new(child.stderr.take().expect("stderr")));
+    let mut ids = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        // unshare execs sh, which execs ckb-probe: the child's PID is ckb-probe's.
+        ids.extend(prog_ids_of(child.id()));
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not end within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (
+        code,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+        ids,
+    )
+}
+
+/// The kernel's dynamic probe lists, which outlive a process that created entries through
+/// tracefs and did not remove them.
+pub fn probe_event_lists() -> String {
+    ["uprobe_events", "kprobe_events"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("/sys/kernel/tracing/{f}")).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("--\n")
 }

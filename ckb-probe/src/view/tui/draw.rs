@@ -321,12 +321,25 @@ fn histogram(f: &mut Frame, area: Rect, name: &str, h: Option<&Vec<Bucket>>) {
 fn header(app: &App, f: &mut Frame, area: Rect) {
     let mut spans = vec![Span::styled(" ckb-probe", TITLE)];
     let sep = || Span::styled(" │ ", DIM);
+    if let Some((pid, time)) = &app.waiting {
+        spans.push(sep());
+        spans.push(Span::styled(
+            format!("PID {pid} exited {time} │ waiting for the node to come back (--follow)"),
+            WARN,
+        ));
+        f.render_widget(Paragraph::new(Line::from(spans)), area);
+        return;
+    }
+    let restarted = |pid: u32| match app.previous_pid {
+        Some(was) => format!("PID {pid} (restart {}, was {was})", app.restarts),
+        None => format!("PID {pid}"),
+    };
     match app.report() {
         None => {
             spans.push(sep());
             spans.push(Span::raw(format!(
-                "PID {} │ attached, waiting for the first report",
-                app.pid
+                "{} │ attached, waiting for the first report",
+                restarted(app.pid)
             )));
         }
         Some(r) => {
@@ -334,7 +347,7 @@ fn header(app: &App, f: &mut Frame, area: Rect) {
             spans.push(sep());
             spans.push(Span::styled(h.node.clone(), Style::new().bold()));
             spans.push(sep());
-            spans.push(Span::raw(format!("PID {}", h.pid)));
+            spans.push(Span::raw(restarted(h.pid)));
             spans.push(sep());
             match &h.chain {
                 Some(c) => {
@@ -377,6 +390,8 @@ fn tab_bar(app: &App, f: &mut Frame, area: Rect) {
     );
     let (label, style) = if app.ended.is_some() {
         ("ENDED", BAD)
+    } else if app.waiting.is_some() {
+        ("WAITING", WARN)
     } else if app.paused {
         ("PAUSED", WARN.add_modifier(Modifier::REVERSED))
     } else {

@@ -18,7 +18,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use self::history::{EventLog, History, Level, hhmmss};
 use crate::{
     analysis::{net::PeerReport, syscall::SysReport},
-    model::{End, Health, LayerName, Report, Unavailable},
+    model::{End, Health, LayerName, Lifecycle, LifecycleKind, Report, Unavailable},
 };
 
 /// The four tabs, in key order (1-4).
@@ -135,6 +135,8 @@ pub enum Msg {
     Ended(End),
     /// The probes are detached.
     Detached,
+    /// A followed target exited, or its successor is traced now (`--follow`).
+    Lifecycle(Lifecycle),
 }
 
 /// What the loop must do after an update.
@@ -163,6 +165,11 @@ pub struct App {
     pub ended: Option<Ended>,
     /// Layers that could not attach, with the reason.
     pub unavailable: Vec<Unavailable>,
+    /// Following: the target exited (its PID, `HH:MM:SS`) and its successor is awaited.
+    pub waiting: Option<(u32, String)>,
+    /// Following: how many times a successor was attached, and the PID traced before it.
+    pub restarts: u64,
+    pub previous_pid: Option<u32>,
 }
 
 fn now_hms() -> String {
@@ -192,6 +199,9 @@ impl App {
             peer_desc: true,
             ended: None,
             unavailable: unavailable.to_vec(),
+            waiting: None,
+            restarts: 0,
+            previous_pid: None,
         }
     }
 
@@ -245,10 +255,51 @@ impl App {
                     .log
                     .push(now_hms(), Level::Info, "probes detached".to_string());
             }
+            Msg::Lifecycle(e) => self.lifecycle(e),
             Msg::Resize => {}
             Msg::Key(k) => return self.key(k),
         }
         Control::Continue
+    }
+
+    fn lifecycle(&mut self, e: Lifecycle) {
+        let time = hhmmss(&e.timestamp);
+        match e.kind {
+            LifecycleKind::TargetExited => {
+                self.live.log.push(
+                    time.clone(),
+                    Level::Warn,
+                    format!(
+                        "target_exited: PID {} exited; waiting for the node to come back",
+                        e.pid
+                    ),
+                );
+                self.waiting = Some((e.pid, time));
+            }
+            LifecycleKind::TargetAttached => {
+                // Everything shown so far was the old process's: the new one starts from
+                // nothing (its counters start at zero), only the event log goes on.
+                let log = std::mem::take(&mut self.live.log);
+                self.live = Data {
+                    log,
+                    ..Data::default()
+                };
+                self.live.log.push(
+                    time,
+                    Level::Info,
+                    format!(
+                        "target_attached: PID {} (was {}), {}; counters start again",
+                        e.pid,
+                        e.previous_pid.map_or("?".into(), |p| p.to_string()),
+                        e.node.as_deref().unwrap_or("?")
+                    ),
+                );
+                self.waiting = None;
+                self.restarts = e.restarts;
+                self.previous_pid = e.previous_pid;
+                self.pid = e.pid;
+            }
+        }
     }
 
     fn key(&mut self, k: KeyEvent) -> Control {

@@ -15,7 +15,7 @@ use std::{
         Arc, Once,
         atomic::{AtomicBool, AtomicI32, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
@@ -27,7 +27,7 @@ use ratatui::{Terminal, backend::CrosstermBackend};
 
 use super::{App, Control, Msg, draw};
 use crate::{
-    model::{End, Report},
+    model::{End, Lifecycle, LifecycleKind},
     session::{self, Limits, Session},
 };
 
@@ -192,15 +192,20 @@ fn draw(terminal: &mut Term, app: &App) -> Result<()> {
     Ok(())
 }
 
+/// How often a followed run looks for the successor of a target that exited.
+const LOOK: Duration = Duration::from_millis(250);
+
 /// Runs `session` on the screen until the user quits or a signal comes. Every report also
 /// goes to `sink` (the recording), the summary last. When the run ends by itself (the
 /// target's exit, --duration, --count) the probes are detached at once and the screen says
-/// so until the user quits.
+/// so until the user quits. A run that follows its target (`--follow`) keeps the screen when
+/// the target exits, waits for its successor, attaches to it and goes on, counters from zero.
+/// Returns how the screen was left and the PID traced last.
 pub fn run(
     mut session: Session,
     limits: Limits,
-    sink: &mut dyn FnMut(&Report) -> Result<()>,
-) -> Result<Exit> {
+    sink: &mut dyn session::Sink,
+) -> Result<(Exit, u32)> {
     let stop = session::stop_flag()?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&stop))
         .context("installing signal handler")?;
@@ -225,31 +230,83 @@ pub fn run(
     let mut next = start + interval;
     let mut reports = 0u64;
     let mut dirty = true;
+    // Following: the target exited and the run waits for its successor (the old session is
+    // kept for the summary should the run end first).
+    let mut waiting = false;
+    let mut restarts = 0u64;
+    let mut look = Instant::now();
+    // Sessions of earlier processes being detached beside the screen.
+    let mut detaching = Vec::new();
     let exit = loop {
         if stop.load(Ordering::Relaxed) {
             break Exit::Signal;
-        }
-        if !session.target_alive() {
-            break Exit::Ended(End::TargetExited);
         }
         let now = Instant::now();
         if limits.duration.is_some_and(|d| now >= start + d) {
             break Exit::Ended(End::Duration);
         }
-        let drained = session.poll();
-        if now >= next {
-            let r = session.tick(now)?;
-            sink(&r)?;
-            app.update(Msg::Report(Box::new(r)));
-            // A paused screen does not change: no need to draw it again.
-            dirty |= !app.paused;
-            reports += 1;
-            next += interval;
-            if next < now {
-                next = now + interval;
+        let mut drained = 0;
+        if waiting {
+            if now >= look {
+                look = now + LOOK;
+                match session.follow_successor() {
+                    None => {}
+                    Some(Ok(fresh)) => {
+                        let old = std::mem::replace(&mut session, fresh);
+                        let old_pid = old.pid();
+                        detaching.push(detach(old)?);
+                        restarts += 1;
+                        let e = lifecycle(
+                            LifecycleKind::TargetAttached,
+                            &session,
+                            Some(old_pid),
+                            restarts,
+                        );
+                        sink.lifecycle(&e)?;
+                        app.update(Msg::Lifecycle(e));
+                        for n in session.notes() {
+                            app.update(Msg::Log(n.clone()));
+                        }
+                        waiting = false;
+                        next = session.start_time() + interval;
+                        dirty = true;
+                    }
+                    Some(Err(e)) => {
+                        app.update(Msg::Log(format!("{e:#}; trying again")));
+                        look = now + Duration::from_secs(1);
+                        dirty = true;
+                    }
+                }
             }
-            if limits.count.is_some_and(|c| reports >= c) {
-                break Exit::Ended(End::Count);
+        } else if !session.target_alive() {
+            if !session.follows() {
+                break Exit::Ended(End::TargetExited);
+            }
+            // Everything the process did up to its end is in the recording, then the gap.
+            session::last_interval(&mut session, End::TargetExited, sink)?;
+            let e = lifecycle(LifecycleKind::TargetExited, &session, None, restarts);
+            sink.lifecycle(&e)?;
+            app.update(Msg::Lifecycle(e));
+            waiting = true;
+            look = now;
+            dirty = true;
+            continue;
+        } else {
+            drained = session.poll();
+            if now >= next {
+                let r = session.tick(now)?;
+                sink.report(&r)?;
+                app.update(Msg::Report(Box::new(r)));
+                // A paused screen does not change: no need to draw it again.
+                dirty |= !app.paused;
+                reports += 1;
+                next += interval;
+                if next < now {
+                    next = now + interval;
+                }
+                if limits.count.is_some_and(|c| reports >= c) {
+                    break Exit::Ended(End::Count);
+                }
             }
         }
         for line in capture.as_mut().map(Capture::lines).unwrap_or_default() {
@@ -260,9 +317,12 @@ pub fn run(
             draw(&mut terminal, &app)?;
             dirty = false;
         }
-        let wait = next
-            .saturating_duration_since(Instant::now())
-            .min(if drained > 0 { BUSY } else { IDLE });
+        let wait = if waiting {
+            look.saturating_duration_since(Instant::now())
+        } else {
+            next.saturating_duration_since(Instant::now())
+                .min(if drained > 0 { BUSY } else { IDLE })
+        };
         if event::poll(wait).context("reading the keyboard")? {
             if input(&mut app)? == Control::Quit {
                 break Exit::Quit;
@@ -275,25 +335,15 @@ pub fn run(
         Exit::Quit | Exit::Signal => End::Signal,
     };
     // Final read, as `session::drive` does: everything recorded up to now reaches the
-    // recording, including a partial interval.
-    session.poll();
-    let now = Instant::now();
-    if end != End::Count
-        && (session.pending() > 0
-            || now.duration_since(session.last_report()) >= Duration::from_millis(50))
-    {
-        // Recorded, not shown: the screen keeps the last full interval (after the target's
-        // exit this sliver would read as all zeros).
-        sink(&session.tick(now)?)?;
+    // recording (not the screen: after the target's exit this sliver would read as all
+    // zeros), including a partial interval. A target already gone had its final read.
+    if !waiting {
+        session::last_interval(&mut session, end, sink)?;
     }
-    sink(&session.finish(end)?)?;
-    // Detach every probe now, not when the user gets round to quitting, and on a thread of
-    // its own: closing tracepoint events waits for the kernel (event_mutex, RCU grace
-    // periods), which takes seconds on a busy machine, and the screen must stay responsive.
-    let detach = std::thread::Builder::new()
-        .name("detach".into())
-        .spawn(move || drop(session))
-        .context("starting the detach thread")?;
+    sink.report(&session.finish(end)?)?;
+    let pid = session.pid();
+    // Detach every probe now, not when the user gets round to quitting.
+    let detach = detach(session)?;
     if let Exit::Ended(end) = exit {
         app.update(Msg::Ended(end));
         let mut dirty = true;
@@ -337,8 +387,36 @@ pub fn run(
     if !detach.is_finished() {
         eprintln!("ckb-probe: detaching probes ...");
     }
-    detach
-        .join()
-        .map_err(|_| anyhow::anyhow!("detaching the probes panicked"))?;
-    Ok(exit)
+    for d in detaching.into_iter().chain([detach]) {
+        d.join()
+            .map_err(|_| anyhow::anyhow!("detaching the probes panicked"))?;
+    }
+    Ok((exit, pid))
+}
+
+/// Detaches `session`'s probes on a thread of its own: closing tracepoint events waits for the
+/// kernel (event_mutex, RCU grace periods), which takes seconds on a busy machine, and the
+/// screen must stay responsive.
+fn detach(session: Session) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("detach".into())
+        .spawn(move || drop(session))
+        .context("starting the detach thread")
+}
+
+/// A followed target's exit, or the attach to its successor.
+fn lifecycle(
+    kind: LifecycleKind,
+    session: &Session,
+    previous_pid: Option<u32>,
+    restarts: u64,
+) -> Lifecycle {
+    Lifecycle {
+        kind,
+        timestamp: crate::view::rfc3339(SystemTime::now()),
+        pid: session.pid(),
+        previous_pid,
+        node: previous_pid.map(|_| session.node().to_string()),
+        restarts,
+    }
 }

@@ -651,3 +651,47 @@ fn alerts_wrap_at_word_boundaries() {
     );
     assert_eq!(draw::word_wrap("short", 20, 10), ["short"]);
 }
+
+/// `--follow`: the target's exit turns the header and tab bar to waiting (the last numbers
+/// stay); the successor's attach empties every pane (its counters start from zero) and the
+/// header names the restart; the event log keeps both events.
+#[test]
+fn following_a_restart_waits_then_starts_again() {
+    let mut app = app_from(TESTBED);
+    let old = app.pid;
+    assert!(app.report().is_some());
+    let event = |kind, pid, previous_pid: Option<u32>| {
+        Msg::Lifecycle(crate::model::Lifecycle {
+            kind,
+            timestamp: "2026-12-01T06:00:07Z".into(),
+            pid,
+            previous_pid,
+            node: previous_pid.map(|_| "node (not CKB)".to_string()),
+            restarts: u64::from(previous_pid.is_some()),
+        })
+    };
+    app.update(event(LifecycleKind::TargetExited, old, None));
+    let s = screen(&app, 160, 40);
+    assert_has(
+        &s,
+        &format!("PID {old} exited 06:00:07 │ waiting for the node to come back (--follow)"),
+    );
+    assert_has(&s, "WAITING");
+    assert_has(&s, &format!("target_exited: PID {old} exited"));
+    assert!(
+        app.report().is_some(),
+        "the last numbers stay while waiting"
+    );
+
+    app.update(event(LifecycleKind::TargetAttached, 4242, Some(old)));
+    assert!(app.report().is_none(), "the old process's report is gone");
+    assert_eq!(app.data().health, Health::default());
+    let s = screen(&app, 160, 40);
+    assert_has(
+        &s,
+        &format!("PID 4242 (restart 1, was {old}) │ attached, waiting for the first report"),
+    );
+    assert_has(&s, "LIVE");
+    assert_has(&s, &format!("target_attached: PID 4242 (was {old})"));
+    assert_has(&s, &format!("target_exited: PID {old} exited"));
+}

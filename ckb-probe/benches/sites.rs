@@ -55,7 +55,10 @@ fn run(placement: Placement) -> BTreeMap<String, f64> {
             &mut engine,
             &sites,
             tb.pid,
-            RocksOptions { iter_next: true },
+            RocksOptions {
+                iter_next: true,
+                entry_only: false,
+            },
         )
         .expect("attach");
         engine
@@ -69,9 +72,10 @@ fn run(placement: Placement) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
+/// (median, smallest, largest).
+fn median(v: Vec<f64>) -> (f64, f64, f64) {
+    let (lo, hi) = support::bench::range(&v);
+    (support::bench::median(&v), lo, hi)
 }
 
 fn main() {

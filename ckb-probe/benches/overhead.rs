@@ -1014,7 +1014,7 @@ fn alloc_check(s: &Settings) {
 /// on a testbed at full speed, per uprobe mechanism. Detaching is where they differ: each
 /// released uprobe waits for an RCU grace period.
 fn lifecycle(s: &Settings) {
-    println!("## Attach and detach\n");
+    println!("### Attach and detach\n");
     println!(
         "`ckb-probe rocksdb` on the testbed at full speed (46 uprobes), {} repetitions, median [min..max]:\n",
         s.reps

@@ -118,7 +118,15 @@ fn keep_baseline_needs_follow() {
 
 /// `rocksdb --follow --json` on `pid`, once it has reported its first interval (kept).
 fn follow_from_first_interval(pid: u32) -> (Probe, Vec<Value>) {
-    let probe = Probe::start(&[
+    follow_from_first_interval_with(pid, std::process::Command::new(support::ckb_probe()))
+}
+
+/// [`follow_from_first_interval`] with `cmd` as the ckb-probe command line (e.g. as another user).
+fn follow_from_first_interval_with(
+    pid: u32,
+    mut cmd: std::process::Command,
+) -> (Probe, Vec<Value>) {
+    cmd.args([
         "rocksdb",
         "--pid",
         &pid.to_string(),
@@ -127,6 +135,7 @@ fn follow_from_first_interval(pid: u32) -> (Probe, Vec<Value>) {
         "--warmup",
         "0",
     ]);
+    let probe = Probe::spawn(cmd);
     let mut seen = Vec::new();
     until(&probe, &mut seen, "a first interval", |v| {
         v["type"] == "interval"
@@ -216,8 +225,9 @@ impl Drop for RpcLoad {
     }
 }
 
-/// A real CKB dev node restarted while it mines and serves RPC load. The counters after the
-/// restart are the new process's own: its intervals count at least one GET per RPC answer
+/// A real CKB dev node restarted while it mines and serves RPC load, followed by a ckb-probe
+/// running as user nobody with the minimal capabilities. The counters after the restart are
+/// the new process's own: its intervals count at least one GET per RPC answer
 /// given between the `target_attached` event and the end of the run, and the old process's
 /// intervals at least one per answer given while it was traced.
 #[test]
@@ -225,7 +235,11 @@ fn follows_a_real_ckb_node_restarted_under_rpc_load() {
     let mut node = support::ckb_node::CkbNode::start();
     let old = node.pid;
     let load = RpcLoad::start(node.rpc_port);
-    let (probe, mut seen) = follow_from_first_interval(old);
+    // As user nobody holding only the RocksDB layer's minimal set (INSTALL, section 3): the node
+    // is root's, and attaching to its successor needs the same rights.
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = support::as_nobody(dir.path(), "cap_bpf,cap_perfmon,cap_sys_ptrace+ep");
+    let (probe, mut seen) = follow_from_first_interval_with(old, nobody);
     // Answers given after the first interval began were counted by the old process's probes.
     let before_old = load.answered();
     std::thread::sleep(Duration::from_secs(3));
@@ -269,6 +283,7 @@ fn follows_a_real_ckb_node_restarted_under_rpc_load() {
     let s = seen.last().unwrap();
     assert_eq!(s["type"], "summary");
     assert_eq!(u(&s["pid"]), u64::from(node.pid));
+    assert_eq!(s["uprobes"], "uprobe_multi", "{s}");
     // The summary covers the new process only: no count of the old one leaks into it.
     assert_eq!(u(&s["operations"]["GET"]["count"]), gets_new, "{s}");
 }

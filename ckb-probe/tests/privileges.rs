@@ -6,7 +6,6 @@
 mod support;
 
 use std::{
-    os::unix::fs::PermissionsExt,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -20,21 +19,7 @@ fn as_nobody(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Child {
-    let bin = dir.join("ckb-probe");
-    if !bin.exists() {
-        std::fs::copy(ckb_probe(), &bin).unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let st = Command::new("setcap")
-        .arg(caps)
-        .arg(&bin)
-        .status()
-        .expect("setcap (libcap2-bin)");
-    assert!(st.success(), "setcap {caps}");
-    Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
+    support::as_nobody(dir, caps)
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

@@ -158,7 +158,11 @@ impl Line<'_> {
                     m.serialize_entry("attached", &a.attached)?;
                     m.serialize_entry("missing", &a.missing)?;
                     m.serialize_entry("single_stepped", &a.single_stepped)?;
-                    m.serialize_entry("uprobes", &a.uprobes)?;
+                    // Absent from recordings made before the field existed: kept absent, so
+                    // they read back and are written again byte for byte.
+                    if !a.uprobes.is_empty() {
+                        m.serialize_entry("uprobes", &a.uprobes)?;
+                    }
                     m.serialize_entry("slow_ops_total", &r.slow.as_ref().map_or(0, |s| s.total))?;
                 } else {
                     m.serialize_entry("anomalies", &r.anomalies)?;

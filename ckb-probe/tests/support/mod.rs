@@ -162,9 +162,15 @@ impl Probe {
 
     /// [`Probe::start`] with extra environment variables.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Probe {
-        let mut child = Command::new(ckb_probe())
-            .args(args)
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(ckb_probe());
+        cmd.args(args).envs(env.iter().copied());
+        Probe::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a ckb-probe command line, e.g. from [`as_nobody`]) as [`Probe::start`]
+    /// does.
+    pub fn spawn(mut cmd: Command) -> Probe {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -239,6 +245,29 @@ impl Probe {
         let lines: Vec<String> = self.lines.try_iter().collect();
         (code, lines, stderr)
     }
+}
+
+/// A command running ckb-probe as user nobody, from a copy of the binary in `dir` (made on the
+/// first call) carrying exactly the file capabilities `caps` (`setcap` syntax); append the
+/// ckb-probe arguments.
+pub fn as_nobody(dir: &Path, caps: &str) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("ckb-probe");
+    if !bin.exists() {
+        std::fs::copy(ckb_probe(), &bin).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let st = Command::new("setcap")
+        .arg(caps)
+        .arg(&bin)
+        .status()
+        .expect("setcap (libcap2-bin)");
+    assert!(st.success(), "setcap {caps}");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin);
+    cmd
 }
 
 /// Runs the testbed (`mode`, `testbed_args`) under `ckb-probe rocksdb --pid <testbed> EXTRA`

@@ -334,6 +334,12 @@ fn report_phases(phase: &[[truth::PhaseLat; NUM_CATS]; 2]) {
 /// Writes the JSON to `path` atomically (readers never see a partial file), or to stdout.
 fn write_output(path: Option<&Path>, json: &str) -> Result<()> {
     match path {
+        // A device or a pipe (`--output /dev/null`) is written in place: renaming over it would
+        // replace the device node with a regular file.
+        Some(path) if path.exists() && !path.is_file() => {
+            std::fs::write(path, format!("{json}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         Some(path) => {
             let mut tmp = path.as_os_str().to_owned();
             tmp.push(".tmp");

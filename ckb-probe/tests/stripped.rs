@@ -1,6 +1,7 @@
 //! A stripped node binary: without help ckb-probe says what is missing and how to fix it; with
 //! `--symbols-from` (an unstripped build, same build-id) it attaches to the running stripped
-//! binary and counts exactly; a build with another build-id is refused.
+//! binary and counts exactly; a build with another build-id is refused. A binary replaced on
+//! disk while it runs is still traced.
 
 mod support;
 
@@ -75,6 +76,30 @@ fn stripped_binary_with_and_without_symbols_from() {
     let objs = parse_ndjson(&lines);
     let s = summary(&objs);
     assert_counts_exact(s, &truth, "stripped node");
+}
+
+/// A node whose binary was replaced on disk while it runs (`/proc/PID/exe` reads
+/// `... (deleted)`, as after an upgrade in place): ckb-probe still finds its functions through
+/// the running inode and counts exactly.
+#[test]
+fn binary_replaced_on_disk_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = testbed_copy(dir.path());
+    let tb = Testbed::spawn_exe(
+        &exe,
+        &["--threads", "1", "--duration", "2", "--rate", "1000"],
+    );
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::write(&exe, b"not the running binary").unwrap();
+    let shown = std::fs::read_link(format!("/proc/{}/exe", tb.pid)).unwrap();
+    assert!(shown.to_string_lossy().ends_with(" (deleted)"), "{shown:?}");
+    let probe = Probe::start(&["rocksdb", "--pid", &tb.pid.to_string(), "--json"]);
+    tb.start();
+    let truth = tb.finish();
+    let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+    let objs = parse_ndjson(&lines);
+    assert_counts_exact(summary(&objs), &truth, "replaced binary");
 }
 
 /// Offsets, first instructions and tiers of each traced function, by name, from a `symbols

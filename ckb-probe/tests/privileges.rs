@@ -203,7 +203,7 @@ fn export_and_overview_keep_only_what_they_need() {
     tb.start();
     let truth = tb.finish();
     std::thread::sleep(Duration::from_millis(1500));
-    let metrics = http_get(&addr, "/metrics");
+    let (_, _, metrics) = http_get(&addr, "/metrics", None);
     assert!(
         metrics.contains("ckb_probe_syscall_calls_total{"),
         "no system calls counted as nobody"
@@ -284,15 +284,6 @@ impl Drop for Reaped {
             let _ = self.0.wait();
         }
     }
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// The systemd unit of deploy/ is valid for systemd (`systemd-analyze verify`), pointing at the

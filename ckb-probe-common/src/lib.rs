@@ -11,6 +11,13 @@ pub mod net;
 pub mod rocksdb;
 pub mod syscall;
 
+/// Per-thread state in the kernel lives in direct-mapped arrays, slot `tid % THREAD_SLOTS`,
+/// owned by the first thread that claims it, with a hash map for the threads whose slot another
+/// owns. An array lookup is a few instructions the verifier inlines, while a hash-map lookup
+/// costs about 100 ns on the reference VM, and the hot paths would pay it on every call. A node's
+/// threads have nearby tids, so they rarely share a slot. A power of two.
+pub const THREAD_SLOTS: u32 = 4_096;
+
 /// Implements `aya::Pod` for plain-old-data types on the user side only.
 #[macro_export]
 #[doc(hidden)]

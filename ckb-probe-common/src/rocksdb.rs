@@ -144,14 +144,16 @@ const fn bit(arg: Option<u8>) -> u16 {
 pub const FORGET_ARGS: u16 = 1;
 
 /// Functions probed only at entry, to forget per-transaction or per-batch byte totals that
-/// end without a commit or write (a freed object's address is soon reused). A written batch is
-/// forgotten at `rocksdb_write`'s return already, so `rocksdb_writebatch_destroy` is not probed:
-/// its first instruction is single-stepped in both Debian's and CKB's builds (~14 us a call).
+/// end without a commit or write (a freed object's address is soon reused, and its slot in
+/// `ROCKS_ACCUM_SLOTS` is given back). `rocksdb_writebatch_destroy` starts with an instruction
+/// the kernel single-steps (`test %rdi,%rdi`, ~14 us a hit) in Debian's and CKB's builds; its
+/// probe sits on the next one (see `symbols::entry_site`), once per batch.
 /// `(symbol, program name)`.
-pub const FORGET: [(&str, &str); 3] = [
+pub const FORGET: [(&str, &str); 4] = [
     ("rocksdb_transaction_destroy", "txn_forget"),
     ("rocksdb_transaction_rollback", "txn_forget_rollback"),
     ("rocksdb_writebatch_clear", "batch_forget_clear"),
+    ("rocksdb_writebatch_destroy", "batch_forget_destroy"),
 ];
 
 /// Column-family slot of functions without a column-family argument (RocksDB's "default"
@@ -189,7 +191,8 @@ pub const fn stats_index(fn_id: u32, cf: u64) -> u32 {
     fn_id * CF_SLOTS + cf as u32
 }
 
-/// Aggregates for one (function, column-family slot) on one CPU.
+/// Aggregates for one (function, column-family slot) on one CPU. 64 bytes: a return program
+/// updates one row, and a row that straddles two cache lines costs a second miss.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpStats {
@@ -200,6 +203,7 @@ pub struct OpStats {
     pub bytes: u64,
     pub hits: u64,
     pub misses: u64,
+    pub _pad: u64,
 }
 
 impl OpStats {
@@ -249,15 +253,21 @@ pub struct Entry {
 /// other, so one is the rule; deeper nesting is counted as unpaired).
 pub const INFLIGHT_MAX: usize = 4;
 
-/// The in-flight calls of one thread, innermost last (the `ROCKS_THREADS` map, keyed by
-/// pid_tgid). Only its own thread reads or writes it, so it is updated in place without a lock;
-/// map updates (which lock) happen once per thread, not per call.
+/// The in-flight calls of one thread, innermost last: its slot in `ROCKS_THREAD_SLOTS` (see
+/// [`crate::THREAD_SLOTS`]), or, when another thread owns that slot, its entry in the
+/// `ROCKS_THREADS` map keyed by pid_tgid. Only its own thread reads
+/// or writes it, so it is updated in place without a lock.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadCalls {
+    /// pid_tgid of the thread owning a `ROCKS_THREAD_SLOTS` slot (0: free); unused in the map.
+    pub owner: u64,
     pub depth: u32,
     pub _pad: u32,
     pub calls: [Entry; INFLIGHT_MAX],
+    /// To 256 bytes: in the page-aligned slot array, a thread's header and its first call then
+    /// share one cache line, the only one a call that does not nest touches.
+    pub _tail: [u64; 6],
 }
 
 /// Ring-buffer record kinds (records of one size still need a tag to be told apart).
@@ -302,6 +312,25 @@ pub mod counter {
 pub const THREADS_MAX: u32 = 8_192;
 pub const CF_MAX: u32 = 1_024;
 pub const ACCUM_MAX: u32 = 8_192;
+
+/// Direct-mapped fast paths in front of the hash maps above, as for the per-thread records
+/// ([`crate::THREAD_SLOTS`]): each slot is keyed by a value it stores, so a collision only sends
+/// the call down the hash-map path; no count depends on which path it took. Powers of two.
+///
+/// Column-family handle -> slot cache, `(handle >> 4) % CF_CACHE_LEN`; a value packs the
+/// handle (user addresses fit in 48 bits) with its slot above it.
+pub const CF_CACHE_LEN: u32 = 256;
+/// Open transactions and batches, `(pointer >> 4) % ACCUM_SLOTS`.
+pub const ACCUM_SLOTS: u32 = 1_024;
+
+/// Payload bytes of one open transaction or write batch (`ROCKS_ACCUM_SLOTS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccumSlot {
+    /// The transaction or batch pointer (0: free).
+    pub owner: u64,
+    pub bytes: u64,
+}
 /// 4 MiB: about 75,000 slow events between two drains of a starved consumer.
 pub const RING_BYTES: u32 = 4 << 20;
 

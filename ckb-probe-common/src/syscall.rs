@@ -331,11 +331,14 @@ impl SysStats {
     }
 }
 
-/// A thread's system call in flight (`SYS_INFLIGHT`, keyed by pid_tgid). The slot is reused
-/// for the thread's next call: `start_ns == 0` means none is in flight.
+/// A thread's system call in flight: its slot in `SYS_SLOTS` (see [`crate::THREAD_SLOTS`]),
+/// or, when another thread owns that slot, its entry in `SYS_INFLIGHT` keyed by pid_tgid. It is
+/// reused for the thread's next call: `start_ns == 0` means none is in flight.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InFlight {
+    /// pid_tgid of the thread owning a `SYS_SLOTS` slot (0: free); unused in the map.
+    pub owner: u64,
     pub start_ns: u64,
     pub nr: u32,
     /// `INFLIGHT_*` bits.

@@ -6,35 +6,49 @@
 //! slow-event ring. In entry-only mode the entry records the call itself and no return probe
 //! is attached.
 //!
-//! The hot path makes no map update: hash-map updates take a bucket spin lock with interrupts
-//! off (several hundred ns each on a VM). Per call it only looks up (lock-free) its thread's
-//! record, the column-family cache and per-CPU arrays, and writes into them in place; map
-//! updates happen once per thread, per column-family handle, and per transaction or batch.
+//! The hot path makes no map update and, in the common case, no hash-map lookup: hash-map
+//! updates take a bucket spin lock with interrupts off (several hundred ns each on a VM) and
+//! even a lock-free hash lookup costs about 100 ns there. Per call it finds its thread's record,
+//! the column family and the open transaction's byte count in direct-mapped arrays (slots
+//! claimed with compare-and-swap), updates per-CPU arrays in place, and falls back to the hash
+//! maps only when a slot belongs to someone else.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
     macros::{map, uprobe, uretprobe},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
 use ckb_probe_common::{
     config::{CONFIG_FLAG_CF, CONFIG_FLAG_ENTRY_ONLY},
     hist::{BUCKETS, Histogram, bucket_of},
     rocksdb::{
-        ACCUM_MAX, CF_DEFAULT, CF_ID_INVALID, CF_MAX, CF_NAME_MAX, CF_UNKNOWN, CfInfo,
-        EVENT_SLOW_OP, Entry, FN_COUNT, INFLIGHT_MAX, OpStats, RING_BYTES, Result_,
-        SLOW_FLAG_ERROR, SLOW_FLAG_HIT, SLOW_FLAG_MISS, STATS_LEN, SlowEvent, THREADS_MAX, TRACED,
-        ThreadCalls, cf_slot, counter, fn_id as f, stats_index,
+        ACCUM_MAX, ACCUM_SLOTS, AccumSlot, CF_CACHE_LEN, CF_DEFAULT, CF_ID_INVALID, CF_MAX,
+        CF_NAME_MAX, CF_UNKNOWN, CfInfo, EVENT_SLOW_OP, Entry, FN_COUNT, INFLIGHT_MAX, OpStats,
+        RING_BYTES, Result_, SLOW_FLAG_ERROR, SLOW_FLAG_HIT, SLOW_FLAG_MISS, STATS_LEN, SlowEvent,
+        THREADS_MAX, TRACED, ThreadCalls, cf_slot, counter, fn_id as f, stats_index,
     },
 };
 
+use ckb_probe_common::THREAD_SLOTS;
+
 use crate::{
     target,
-    util::{add, opaque, read_u64},
+    util::{add, opaque, own_slot, read_u64, release_slot},
 };
 
-/// Each thread's in-flight calls, keyed by pid_tgid (LRU: threads come and go).
+/// Each thread's in-flight calls, in slot `tid % THREAD_SLOTS` once the thread owns it.
+/// Mmapable only for the layout: its values then start on a page, so each 256-byte record
+/// starts on a cache line (nothing maps it).
+#[map]
+static ROCKS_THREAD_SLOTS: Array<ThreadCalls> =
+    Array::with_max_entries(THREAD_SLOTS, BPF_F_MMAPABLE);
+/// Who claimed which slot of `ROCKS_THREAD_SLOTS` (see `util::own_slot`).
+#[map]
+static ROCKS_THREAD_CLAIMS: HashMap<u32, u64> = HashMap::with_max_entries(THREAD_SLOTS, 0);
+/// The in-flight calls of threads whose slot another thread owns, keyed by pid_tgid (LRU:
+/// threads come and go).
 #[map]
 static ROCKS_THREADS: LruHashMap<u64, ThreadCalls> = LruHashMap::with_max_entries(THREADS_MAX, 0);
 /// One all-zero `ThreadCalls`, the initial value of a new thread's record (too big for the
@@ -46,11 +60,25 @@ static ROCKS_ZERO: Array<ThreadCalls> = Array::with_max_entries(1, 0);
 static ROCKS_STATS: PerCpuArray<OpStats> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 #[map]
 static ROCKS_HIST: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(FN_COUNT as u32, 0);
+/// Every column-family handle seen, with its family (user space reads the names here).
 #[map]
 static ROCKS_CF: LruHashMap<u64, CfInfo> = LruHashMap::with_max_entries(CF_MAX, 0);
-/// Payload bytes accumulated per open transaction or write batch, keyed by its pointer.
+/// The slots of recently used handles: `handle | slot << CF_CACHE_SLOT_SHIFT`.
+#[map]
+static ROCKS_CF_CACHE: Array<u64> = Array::with_max_entries(CF_CACHE_LEN, 0);
+/// Payload bytes accumulated per open transaction or write batch, in slot
+/// `(pointer >> 4) % ACCUM_SLOTS` once it owns it.
+#[map]
+static ROCKS_ACCUM_SLOTS: Array<AccumSlot> = Array::with_max_entries(ACCUM_SLOTS, 0);
+#[map]
+static ROCKS_ACCUM_CLAIMS: HashMap<u32, u64> = HashMap::with_max_entries(ACCUM_SLOTS, 0);
+/// The same for transactions and batches whose slot another owns, keyed by pointer. Index 0 of
+/// `ROCKS_ACCUM_USED` turns non-zero on its first insert, so until then ending a transaction
+/// costs no lookup here.
 #[map]
 static ROCKS_ACCUM: LruHashMap<u64, u64> = LruHashMap::with_max_entries(ACCUM_MAX, 0);
+#[map]
+static ROCKS_ACCUM_USED: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 static ROCKS_EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
@@ -142,30 +170,86 @@ fn chase_cf(handle: u64) -> CfInfo {
     info
 }
 
-/// The column-family slot of `handle`: one lock-free lookup once the handle is known.
+const CF_CACHE_SLOT_SHIFT: u64 = 48;
+const ADDR_MASK: u64 = (1 << CF_CACHE_SLOT_SHIFT) - 1;
+
+/// Index of a heap pointer in a direct-mapped array of `len` slots (malloc aligns to 16).
+#[inline(always)]
+fn ptr_slot(ptr: u64, len: u32) -> u32 {
+    (ptr >> 4) as u32 & (len - 1)
+}
+
+/// The column-family slot of `handle`: one array lookup once the handle is cached.
 #[inline(always)]
 fn resolve_cf(handle: u64, flags: u32) -> u64 {
-    if flags & CONFIG_FLAG_CF == 0 || handle == 0 {
+    if flags & CONFIG_FLAG_CF == 0 || handle == 0 || handle & !ADDR_MASK != 0 {
         return CF_UNKNOWN;
     }
-    if let Some(info) = unsafe { ROCKS_CF.get(&handle) } {
-        return cf_slot(info.id);
+    let cache = ROCKS_CF_CACHE.get_ptr_mut(ptr_slot(handle, CF_CACHE_LEN));
+    if let Some(c) = cache {
+        // SAFETY: `c` points into the array; one aligned 8-byte load, never torn.
+        let v = unsafe { core::ptr::read_volatile(c) };
+        // Slots stored here are never 0 (`cf_slot` >= CF_UNKNOWN), so a free entry never matches.
+        if v & ADDR_MASK == handle && v >> CF_CACHE_SLOT_SHIFT != 0 {
+            return v >> CF_CACHE_SLOT_SHIFT;
+        }
     }
-    let info = chase_cf(handle);
-    let _ = ROCKS_CF.insert(&handle, &info, 0);
-    if info.id == CF_ID_INVALID {
-        bump(counter::CF_INVALID);
+    let slot = match unsafe { ROCKS_CF.get(&handle) } {
+        Some(info) => cf_slot(info.id),
+        None => {
+            let info = chase_cf(handle);
+            let _ = ROCKS_CF.insert(&handle, &info, 0);
+            if info.id == CF_ID_INVALID {
+                bump(counter::CF_INVALID);
+            }
+            cf_slot(info.id)
+        }
+    };
+    if let Some(c) = cache {
+        // SAFETY: as above; a concurrent writer stores a whole other valid pair.
+        unsafe { core::ptr::write_volatile(c, handle | slot << CF_CACHE_SLOT_SHIFT) };
     }
-    cf_slot(info.id)
+    slot
+}
+
+/// The byte-count slot `owner` holds, claiming it when free, and its index.
+#[inline(always)]
+fn accum_slot(owner: u64, claim: bool) -> Option<(*mut AccumSlot, u32)> {
+    let idx = ptr_slot(owner, ACCUM_SLOTS);
+    let s = ROCKS_ACCUM_SLOTS.get_ptr_mut(idx)?;
+    // SAFETY: `s` points into the array.
+    let fresh = own_slot(
+        unsafe { &raw mut (*s).owner },
+        &ROCKS_ACCUM_CLAIMS,
+        idx,
+        owner,
+        claim,
+    )?;
+    if fresh {
+        // SAFETY: the slot is ours now.
+        unsafe { (*s).bytes = 0 };
+    }
+    Some((s, idx))
 }
 
 /// Adds payload bytes to the open transaction or batch `owner`.
 #[inline(always)]
 fn accumulate(owner: u64, bytes: u64) {
+    if owner == 0 {
+        return;
+    }
+    if let Some((s, _)) = accum_slot(owner, true) {
+        add(unsafe { &raw mut (*s).bytes }, bytes);
+        return;
+    }
     if let Some(p) = ROCKS_ACCUM.get_ptr_mut(&owner) {
         add(p, bytes);
     } else {
         let _ = ROCKS_ACCUM.insert(&owner, &bytes, 0);
+        if let Some(used) = ROCKS_ACCUM_USED.get_ptr_mut(0) {
+            // SAFETY: index 0 of a one-element array; only ever set to 1.
+            unsafe { core::ptr::write_volatile(used, 1) };
+        }
     }
 }
 
@@ -174,18 +258,50 @@ fn accumulate(owner: u64, bytes: u64) {
 /// batch is destroyed or cleared. (A batch written twice without a clear reports, the second
 /// time, only what was added since the first write.) Read at entry: nothing is added to an
 /// owner while it is being committed or written.
+///
+/// An owner's bytes may sit in both places (added while its slot was taken, then again after
+/// the slot came free), so both are taken. The slot is given back.
 #[inline(always)]
 fn take_accumulated(owner: u64) -> u64 {
-    let Some(&bytes) = (unsafe { ROCKS_ACCUM.get(&owner) }) else {
-        return 0;
-    };
-    let _ = ROCKS_ACCUM.remove(&owner);
+    let mut bytes = 0;
+    if let Some((s, idx)) = accum_slot(owner, false) {
+        // SAFETY: the slot is this owner's, and nothing is added to an owner while it ends.
+        unsafe { bytes = (*s).bytes };
+        release_slot(unsafe { &raw mut (*s).owner }, &ROCKS_ACCUM_CLAIMS, idx);
+    }
+    let spilled = ROCKS_ACCUM_USED.get(0).copied().unwrap_or(0) != 0;
+    if spilled && let Some(&b) = unsafe { ROCKS_ACCUM.get(&owner) } {
+        let _ = ROCKS_ACCUM.remove(&owner);
+        bytes += b;
+    }
     bytes
+}
+
+/// This thread's own slot, if it holds it or (with `claim`) can take it.
+#[inline(always)]
+fn thread_slot(pid_tgid: u64, claim: bool) -> Option<*mut ThreadCalls> {
+    let idx = pid_tgid as u32 & (THREAD_SLOTS - 1);
+    let t = ROCKS_THREAD_SLOTS.get_ptr_mut(idx)?;
+    // SAFETY: `t` points into the array.
+    if own_slot(
+        unsafe { &raw mut (*t).owner },
+        &ROCKS_THREAD_CLAIMS,
+        idx,
+        pid_tgid,
+        claim,
+    )? {
+        // SAFETY: the slot is ours now: it starts empty.
+        unsafe { (*t).depth = 0 };
+    }
+    Some(t)
 }
 
 /// This thread's record of in-flight calls, made on its first traced call.
 #[inline(always)]
 fn thread_calls(pid_tgid: u64) -> Option<*mut ThreadCalls> {
+    if let Some(t) = thread_slot(pid_tgid, true) {
+        return Some(t);
+    }
     if let Some(t) = ROCKS_THREADS.get_ptr_mut(&pid_tgid) {
         return Some(t);
     }
@@ -242,7 +358,10 @@ fn on_enter(ctx: &ProbeContext, fid: u32, bytes: u64, aux: u64) {
 /// whose returns never came (none are expected: uretprobes return in order) are dropped.
 #[inline(always)]
 fn pop_entry(pid_tgid: u64, fid: u32) -> Option<Entry> {
-    let t = ROCKS_THREADS.get_ptr_mut(&pid_tgid)?;
+    let t = match thread_slot(pid_tgid, false) {
+        Some(t) => t,
+        None => ROCKS_THREADS.get_ptr_mut(&pid_tgid)?,
+    };
     // SAFETY: as in `on_enter`.
     unsafe {
         let depth = (*t).depth as usize;
@@ -271,8 +390,10 @@ fn on_exit(ctx: &RetProbeContext, fid: u32) {
     let latency = end.saturating_sub(e.start_ns);
     let spec = &TRACED[fid as usize];
 
-    let error = e.errptr != 0 && read_u64(e.errptr) != 0;
     let ret: u64 = ctx.ret();
+    // A get that returns a value did not fail, so only other calls pay for reading `*errptr`.
+    let returned_value = ret != 0 && !matches!(spec.result, Result_::Plain);
+    let error = !returned_value && e.errptr != 0 && read_u64(e.errptr) != 0;
     let (mut hit, mut miss, mut bytes) = (false, false, e.bytes);
     match spec.result {
         Result_::PinnableSlice if !error => {
@@ -520,7 +641,7 @@ pair!(iter_next_enter, iter_next_exit, f::ITER_NEXT, |_c| (0, 0));
 #[inline(always)]
 fn forget(ctx: &ProbeContext) -> u32 {
     if target().is_some() {
-        let _ = ROCKS_ACCUM.remove(&arg(ctx, 0));
+        take_accumulated(arg(ctx, 0));
     }
     0
 }
@@ -537,5 +658,10 @@ pub fn txn_forget_rollback(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn batch_forget_clear(ctx: ProbeContext) -> u32 {
+    forget(&ctx)
+}
+
+#[uprobe]
+pub fn batch_forget_destroy(ctx: ProbeContext) -> u32 {
     forget(&ctx)
 }

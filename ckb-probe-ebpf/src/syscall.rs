@@ -10,7 +10,7 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{map, raw_tracepoint},
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use ckb_probe_common::{
@@ -22,13 +22,46 @@ use ckb_probe_common::{
     },
 };
 
+use ckb_probe_common::THREAD_SLOTS;
+
 use crate::{
     target,
-    util::{add, opaque},
+    util::{add, opaque, own_slot},
 };
 
-/// One slot per thread, reused call after call (no insert/delete per syscall). An LRU so that
-/// slots of dead threads are reclaimed.
+/// This thread's in-flight record, if it has one (with `claim`: its slot, if it can take it).
+#[inline(always)]
+fn inflight(pid_tgid: u64, claim: bool) -> Option<*mut InFlight> {
+    let idx = pid_tgid as u32 & (THREAD_SLOTS - 1);
+    if let Some(s) = SYS_SLOTS.get_ptr_mut(idx) {
+        // SAFETY: `s` points into the array.
+        match own_slot(
+            unsafe { &raw mut (*s).owner },
+            &SYS_SLOT_CLAIMS,
+            idx,
+            pid_tgid,
+            claim,
+        ) {
+            // SAFETY: the slot is ours now: it starts empty.
+            Some(true) => {
+                unsafe { (*s).start_ns = 0 };
+                return Some(s);
+            }
+            Some(false) => return Some(s),
+            None => {}
+        }
+    }
+    SYS_INFLIGHT.get_ptr_mut(pid_tgid)
+}
+
+/// One slot per thread, reused call after call (no insert/delete per syscall): slot
+/// `tid % THREAD_SLOTS` once the thread owns it, else its entry in `SYS_INFLIGHT` (an LRU, so
+/// that entries of dead threads are reclaimed).
+#[map]
+static SYS_SLOTS: Array<InFlight> = Array::with_max_entries(THREAD_SLOTS, 0);
+/// Who claimed which slot of `SYS_SLOTS` (see `util::own_slot`).
+#[map]
+static SYS_SLOT_CLAIMS: HashMap<u32, u64> = HashMap::with_max_entries(THREAD_SLOTS, 0);
 #[map]
 static SYS_INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(INFLIGHT_MAX, 0);
 /// `kind::*` bits per syscall number, written by user space for the running architecture.
@@ -117,7 +150,7 @@ pub fn syscall_enter(ctx: RawTracePointContext) -> i32 {
     let flags = if waits { INFLIGHT_WAIT } else { 0 };
     // Last, so that the map work above is not part of the measured latency.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(slot) = SYS_INFLIGHT.get_ptr_mut(pid_tgid) {
+    if let Some(slot) = inflight(pid_tgid, true) {
         // SAFETY: the slot is this thread's own value; only this thread writes it.
         unsafe {
             (*slot).start_ns = now;
@@ -126,6 +159,7 @@ pub fn syscall_enter(ctx: RawTracePointContext) -> i32 {
         }
     } else {
         let entry = InFlight {
+            owner: 0,
             start_ns: now,
             nr,
             flags,
@@ -142,7 +176,7 @@ pub fn syscall_exit(ctx: RawTracePointContext) -> i32 {
     };
     let end = unsafe { bpf_ktime_get_ns() };
     let ret: i64 = ctx.arg(1);
-    let Some(slot) = SYS_INFLIGHT.get_ptr_mut(pid_tgid) else {
+    let Some(slot) = inflight(pid_tgid, false) else {
         unpaired(&ctx, ret);
         return 0;
     };

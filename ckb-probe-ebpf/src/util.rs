@@ -1,6 +1,6 @@
 //! Small helpers every layer's programs use.
 
-use aya_ebpf::helpers::bpf_probe_read_user;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_probe_read_user, maps::HashMap};
 
 /// Adds to a per-CPU slot atomically: a uprobe program runs with migration disabled but may be
 /// preempted on this CPU by another thread running the same program, and exact counts are the
@@ -30,4 +30,42 @@ pub fn opaque(mut v: u64) -> u64 {
 pub fn read_u64(addr: u64) -> u64 {
     // SAFETY: bpf_probe_read_user checks the address; a fault yields Err.
     unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
+}
+
+/// Whether `me` owns the direct-mapped slot `idx` whose owner word is `owner` (see
+/// `ckb_probe_common::THREAD_SLOTS`): `Some(true)` when it has just claimed it (the caller then
+/// voids what the slot holds), `Some(false)` when it held it already, `None` when another does.
+///
+/// `claims` arbitrates: a map insert with `BPF_NOEXIST` is atomic, so of two claimants of one
+/// free slot exactly one wins, and only the winner writes the owner word. (BPF's own
+/// compare-and-swap would do without the map but needs Linux 5.12; ckb-probe runs on 5.8.) A
+/// claim costs one locked map update, once per thread or per transaction, never per call.
+#[inline(always)]
+pub fn own_slot(
+    owner: *mut u64,
+    claims: &HashMap<u32, u64>,
+    idx: u32,
+    me: u64,
+    claim: bool,
+) -> Option<bool> {
+    // SAFETY: `owner` points into a map value; an aligned 8-byte load is never torn.
+    let held = unsafe { core::ptr::read_volatile(owner) };
+    if held == me {
+        return Some(false);
+    }
+    if claim && held == 0 && claims.insert(&idx, &me, BPF_NOEXIST as u64).is_ok() {
+        // SAFETY: as above; only the claim's winner writes here.
+        unsafe { core::ptr::write_volatile(owner, me) };
+        return Some(true);
+    }
+    None
+}
+
+/// Gives slot `idx` back: the owner word first, so that a claimant which sees it free and
+/// finds the claim still there only takes the slow path, never a slot still in use.
+#[inline(always)]
+pub fn release_slot(owner: *mut u64, claims: &HashMap<u32, u64>, idx: u32) {
+    // SAFETY: `owner` points into a map value; only its owner calls this.
+    unsafe { core::ptr::write_volatile(owner, 0) };
+    let _ = claims.remove(&idx);
 }

@@ -21,6 +21,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
 
+    /// Give the worker threads thread ids equal modulo N (a power of two): short-lived threads
+    /// are started until one gets the first worker's id plus a multiple of N. With N = 4096 the
+    /// workers share ckb-probe's per-thread kernel slot, so all but one take its map path.
+    #[arg(long, value_name = "N", value_parser = tid_stride)]
+    pub tid_stride: Option<u32>,
+
     /// Total iterations per second across all threads; 0 = as fast as possible.
     #[arg(long, value_name = "OPS", default_value_t = 0.0, value_parser = non_negative)]
     pub rate: f64,
@@ -171,6 +177,13 @@ fn positive_secs(s: &str) -> Result<f64, String> {
         return Err(format!("`{s}` must be > 0 and at most 1000000 seconds"));
     }
     Ok(v)
+}
+
+fn tid_stride(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && (2..=1 << 22).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` must be a power of two from 2 to 4194304")),
+    }
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {

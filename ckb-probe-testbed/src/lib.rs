@@ -196,14 +196,13 @@ fn measured_phase(sh: &Shared<'_>, args: &Args) -> (Vec<ThreadStats>, Duration) 
     lives.push(Arc::clone(&compactor_stats.live));
 
     std::thread::scope(|s| {
+        let mut residue = None;
         let workers: Vec<_> = worker_stats
             .into_iter()
             .enumerate()
             .map(|(t, st)| {
                 let t = u32::try_from(t).unwrap_or(u32::MAX);
-                std::thread::Builder::new()
-                    .name(format!("worker-{t}"))
-                    .spawn_scoped(s, move || workload::run_worker(sh, t, st))
+                spawn_worker(s, sh, t, st, args.tid_stride, &mut residue)
             })
             .collect();
         let compactor = sh.storm.is_some().then(|| {
@@ -223,7 +222,9 @@ fn measured_phase(sh: &Shared<'_>, args: &Args) -> (Vec<ThreadStats>, Duration) 
         let mut panicked = None;
         for w in workers {
             match w.map(|h| h.join()) {
-                Ok(Ok(st)) => all.push(st),
+                Ok(Ok(Ok(st))) => all.push(st),
+                // `spawn_worker` only returns a worker that took its slot.
+                Ok(Ok(Err(_))) => unreachable!("a worker in the wrong slot was kept"),
                 Ok(Err(panic)) => {
                     panicked.get_or_insert(panic);
                 }
@@ -251,6 +252,60 @@ fn measured_phase(sh: &Shared<'_>, args: &Args) -> (Vec<ThreadStats>, Duration) 
         }
         (all, duration)
     })
+}
+
+type Worker<'scope> = std::thread::ScopedJoinHandle<'scope, Result<ThreadStats, Box<ThreadStats>>>;
+
+/// Starts worker `t`. With `--tid-stride N`, worker 0 sets `residue` to its thread id modulo
+/// N, and every later worker is started again (its stats handed back unused) until its thread
+/// id has that residue. Thread ids come from the kernel's pid allocator, shared with every
+/// other process, so a try can skip the residue; then the next round of N ids brings it back.
+fn spawn_worker<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    sh: &'scope Shared<'env>,
+    t: u32,
+    mut st: ThreadStats,
+    stride: Option<u32>,
+    residue: &mut Option<u32>,
+) -> std::io::Result<Worker<'scope>> {
+    loop {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let want = stride.zip(*residue);
+        let h = std::thread::Builder::new()
+            .name(format!("worker-{t}"))
+            .spawn_scoped(s, move || {
+                let tid = current_tid();
+                let fits = want.is_none_or(|(n, r)| tid % n == r);
+                let _ = tx.send(tid);
+                if !fits {
+                    return Err(Box::new(st));
+                }
+                Ok(workload::run_worker(sh, t, st))
+            })?;
+        let Some(n) = stride else {
+            return Ok(h);
+        };
+        let tid = rx.recv().map_err(std::io::Error::other)?;
+        match residue {
+            None => {
+                *residue = Some(tid % n);
+                return Ok(h);
+            }
+            Some(r) if tid % n == *r => return Ok(h),
+            Some(_) => match h.join() {
+                Ok(Err(back)) => st = *back,
+                _ => return Err(std::io::Error::other("a worker thread panicked")),
+            },
+        }
+    }
+}
+
+/// This thread's id, from `/proc/thread-self` (`PID/task/TID`): no unsafe code here.
+fn current_tid() -> u32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `--verbose`: one line per second with mean latency per category over that second.

@@ -43,12 +43,10 @@ fn traced_run(mode: &str, testbed_args: &[&str], probe_args: &[&str]) -> (Value,
     (truth, parse_ndjson(&lines))
 }
 
-fn check_exact(mode: &str) {
-    let (truth, objs) = traced_run(
-        mode,
-        &["--threads", "4", "--duration", "6", "--rate", "0"],
-        &[],
-    );
+fn check_exact(mode: &str, testbed_args: &[&str]) {
+    let mut args = vec!["--threads", "4", "--duration", "6", "--rate", "0"];
+    args.extend_from_slice(testbed_args);
+    let (truth, objs) = traced_run(mode, &args, &[]);
     let s = summary(&objs);
     let secs = truth["duration_secs"].as_f64().unwrap();
     let calls: u64 = TRACED
@@ -170,12 +168,21 @@ fn op_of(f: &str) -> &'static str {
 
 #[test]
 fn exact_counts_static() {
-    check_exact("static");
+    check_exact("static", &[]);
 }
 
 #[test]
 fn exact_counts_dylib() {
-    check_exact("dylib");
+    check_exact("dylib", &[]);
+}
+
+/// Worker threads whose ids share one per-thread kernel slot (tid modulo
+/// `ckb_probe_common::THREAD_SLOTS`): one owns it and the other three keep their in-flight
+/// calls in the hash map, with every count still exact.
+#[test]
+fn exact_counts_with_threads_sharing_a_slot() {
+    let stride = ckb_probe_common::THREAD_SLOTS.to_string();
+    check_exact("static", &["--tid-stride", &stride]);
 }
 
 /// Reported percentiles of synced commits (latencies of hundreds of µs to ms, so the probe's

@@ -118,6 +118,7 @@ fn stats_delta(cur: &OpStats, prev: Option<&OpStats>) -> OpStats {
         bytes: cur.bytes.saturating_sub(p.bytes),
         hits: cur.hits.saturating_sub(p.hits),
         misses: cur.misses.saturating_sub(p.misses),
+        _pad: 0,
     }
 }
 

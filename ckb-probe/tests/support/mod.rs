@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod ckb_node;
+pub mod exporter;
 
 use std::{
     collections::BTreeSet,

@@ -218,6 +218,37 @@ impl Engine {
     }
 }
 
+/// The error and its causes on one line, as an attach failure is reported per function; a
+/// verifier log is cut to its last lines ([`verifier_tail`]).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if let Some(at) = s.find("Verifier output:") {
+        s = format!("{} {}", s[..at].trim_end(), verifier_tail(&s[at..]));
+    }
+    s
+}
+
+/// A verifier log on one line: its last lines, which name the rejected instruction and why
+/// (the whole log runs to thousands of lines). Empty for an empty log.
+pub(crate) fn verifier_tail(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .trim_end_matches('\0')
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(6)..];
+    format!("verifier: … {}", tail.join(" / "))
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
 /// Failing to raise it (no CAP_SYS_RESOURCE, as in some sandboxes) is therefore only logged.
 fn raise_memlock() {
@@ -231,5 +262,31 @@ fn raise_memlock() {
             "could not raise RLIMIT_MEMLOCK: {}",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_logs_are_cut_to_their_last_lines() {
+        let mut log: String = (1..=100).map(|i| format!("{i}: r0 = 0\n")).collect();
+        log.push_str("R1 invalid mem access 'scalar'\n\0\0\0");
+        assert_eq!(
+            verifier_tail(&log),
+            "verifier: … 96: r0 = 0 / 97: r0 = 0 / 98: r0 = 0 / 99: r0 = 0 / 100: r0 = 0 / \
+             R1 invalid mem access 'scalar'"
+        );
+        assert_eq!(verifier_tail("\0\0"), "");
+
+        // Aya's load errors carry the log after "Verifier output:".
+        let e = std::io::Error::other(format!("`BPF_PROG_LOAD` failed\nVerifier output:\n{log}"));
+        let line = error_chain(&e);
+        assert!(
+            line.starts_with("`BPF_PROG_LOAD` failed verifier: … 96: r0 = 0 / "),
+            "{line}"
+        );
+        assert!(line.ends_with("R1 invalid mem access 'scalar'"), "{line}");
     }
 }

@@ -220,18 +220,39 @@ impl Engine {
 
 /// The error and its causes on one line, as an attach failure is reported per function; a
 /// verifier log is cut to its last lines ([`verifier_tail`]).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = cause_text(e);
     let mut cur = e.source();
     while let Some(c) = cur {
         s.push_str(": ");
-        s.push_str(&c.to_string());
+        s.push_str(&cause_text(c));
         cur = c.source();
     }
     if let Some(at) = s.find("Verifier output:") {
         s = format!("{} {}", s[..at].trim_end(), verifier_tail(&s[at..]));
     }
     s
+}
+
+/// The kernel's ENOTSUPP, an errno it keeps to itself: libc has no name for it, so it would
+/// print as "Unknown error 524".
+const ENOTSUPP: i32 = 524;
+
+/// One error of a chain as the user reads it: an errno libc cannot name is said in words, with
+/// what it means for the probe.
+pub fn cause_text(e: &(dyn std::error::Error + 'static)) -> String {
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+    {
+        // A uprobe (or kprobe) on an instruction the kernel's decoder refuses, e.g. `hlt`.
+        Some(ENOTSUPP) => "the kernel cannot probe the instruction at this offset (ENOTSUPP, \
+                           error 524: its instruction decoder refuses that instruction, or the \
+                           offset is not the start of one); this function cannot be traced in \
+                           this build, `ckb-probe symbols` shows the instruction there"
+            .to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// A verifier log on one line: its last lines, which name the rejected instruction and why
@@ -288,5 +309,28 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("R1 invalid mem access 'scalar'"), "{line}");
+    }
+
+    #[test]
+    fn enotsupp_is_said_in_words() {
+        let e = ProbeError::Multi {
+            name: "delete_exit".into(),
+            source: uprobe_multi::MultiError::Link(std::io::Error::from_raw_os_error(524)),
+        };
+        let line = error_chain(&e);
+        assert!(
+            line.starts_with(
+                "eBPF program delete_exit could not be attached through a uprobe_multi link: \
+                 creating the uprobe_multi link failed: the kernel cannot probe the instruction"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("ENOTSUPP") && !line.contains("Unknown error"),
+            "{line}"
+        );
+        // Other errnos keep the C library's words.
+        let e = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(cause_text(&e), e.to_string());
     }
 }

@@ -30,13 +30,13 @@ pub enum MultiError {
     Object(String),
     #[error("eBPF program {0} is not in the object")]
     NoProgram(String),
-    #[error("loading {name} for uprobe_multi failed: {source}{log}")]
+    #[error("loading {name} for uprobe_multi failed{log}")]
     Load {
         name: String,
         source: io::Error,
         log: String,
     },
-    #[error("creating the uprobe_multi link failed: {0}")]
+    #[error("creating the uprobe_multi link failed")]
     Link(#[source] io::Error),
 }
 

@@ -62,6 +62,10 @@ pub struct Args {
     /// Do not resolve column families (no reads of RocksDB's objects in the target).
     #[arg(long)]
     pub no_cf: bool,
+    /// The node's binary is stripped: take the function offsets from this unstripped build of
+    /// it (it must have the same build-id).
+    #[arg(long, value_name = "FILE")]
+    pub symbols_from: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(short, long)]
     pub duration: Option<f64>,
@@ -173,7 +177,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             cf: !args.no_cf,
             iter_next: !args.no_iter_next,
             lightweight: args.lightweight,
-            symbols_from: None,
+            symbols_from: args.symbols_from.clone(),
         },
         net: NetOptions {
             listen_ports: args.p2p_port.clone(),

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             // One line (plus causes) naming the problem and what to do; never a backtrace.
             eprintln!("ckb-probe: error: {e}");
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", ckb_probe::probe::cause_text(cause));
             }
             ExitCode::from(ckb_probe::error::exit_code(&e))
         }

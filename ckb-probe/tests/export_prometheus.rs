@@ -13,13 +13,13 @@ use std::{
     net::{TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::Arc,
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use serde_json::Value;
-use support::*;
+use support::{exporter::Exporter, *};
 
 /// A tool the tests cannot do without: its absence is a failure, not a skip.
 fn require(tool: &str) {
@@ -31,98 +31,6 @@ fn require(tool: &str) {
         ok,
         "`{tool}` is required (Debian package `prometheus`; scripts/bootstrap.sh installs it)"
     );
-}
-
-/// A running `ckb-probe export`; SIGINT and a wait on drop.
-struct Exporter {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Exporter {
-    fn start(args: &[&str]) -> Exporter {
-        let mut child = Command::new(ckb_probe())
-            .arg("export")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ckb-probe export");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut pipe = BufReader::new(child.stderr.take().expect("stderr"));
-        let all = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut line = String::new();
-            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
-                if let Some(rest) = line.split("serving http://").nth(1) {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-                all.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("export did not start serving: {}", stderr.lock().unwrap())
-            });
-        Exporter {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
-        http_get(&self.addr, path, accept)
-    }
-
-    /// Waits until `/healthz` answers `status`.
-    fn wait_health(&self, status: u16, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (s, _, body) = self.get("/healthz", None);
-            if s == status {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/healthz stayed {s} ({body}); stderr: {}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// SIGINT; returns the exit code.
-    fn stop(mut self) -> i32 {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "export did not stop on SIGINT");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// Samples of a text-format scrape: series (name and labels as written) → value.

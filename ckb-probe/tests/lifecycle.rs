@@ -51,7 +51,8 @@ fn sigterm_detaches_and_summarizes() {
     let ids = prog_ids_of(probe.child.id());
     assert!(!ids.is_empty(), "no programs held while running");
     probe.signal(libc::SIGTERM);
-    // Detaching 46 uprobes waits for an RCU grace period each: slow on a loaded machine.
+    // The 46 uprobe links close concurrently (`Engine`'s Drop); the tracepoints of the other
+    // layers still wait for the kernel, which a loaded machine can stretch to seconds.
     let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "{stderr}");
     let objs = parse_ndjson(&lines);
@@ -137,6 +138,7 @@ fn a_function_the_kernel_refuses_to_probe_is_reported_and_leaves_nothing() {
     );
     let (code, lines, stderr) = probe.wait(Duration::from_secs(60));
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Unknown error"), "{stderr}");
     if code == 0 {
         // Went on with the rest, and said which one failed.
         let s = summary(&parse_ndjson(&lines)).clone();
@@ -149,10 +151,13 @@ fn a_function_the_kernel_refuses_to_probe_is_reported_and_leaves_nothing() {
         assert_eq!(attached.len(), 22, "{s}");
         assert!(!attached.contains(&VICTIM), "{s}");
         let missing = s["missing"].as_array().expect("missing");
+        // The kernel's ENOTSUPP in words, not libc's "Unknown error 524".
         assert!(
-            missing
-                .iter()
-                .any(|m| m["function"] == VICTIM && !m["reason"].as_str().unwrap().is_empty()),
+            missing.iter().any(|m| m["function"] == VICTIM
+                && m["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the kernel cannot probe the instruction at this offset (ENOTSUPP")),
             "{s}"
         );
         assert!(

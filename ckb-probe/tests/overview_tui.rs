@@ -417,6 +417,48 @@ fn overview_sigterm_restores_the_terminal_and_detaches() {
     tb.finish();
 }
 
+/// `overview --symbols-from` on a stripped node, as `rocksdb` takes it: another build is refused
+/// by build-id (exit 2), though the overview goes on without a layer that cannot attach; the
+/// unstripped build counts the stripped process's calls exactly (the recording's summary).
+#[test]
+fn overview_with_symbols_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, node) = stripped_copy(dir.path());
+    let args = ["--threads", "1", "--duration", "2", "--rate", "1000"];
+    let tb = Testbed::spawn_exe(&node, &args);
+    // Wide enough that the refusal's line is not wrapped in the middle of "build-id".
+    let tmux = Tmux::start(200, 30);
+    let other = testbed("dylib");
+    tmux.type_line(&probe_cmd(
+        tb.pid,
+        &format!("--symbols-from {}", other.display()),
+    ));
+    let s = tmux.wait_for(&["EXIT=2"], Duration::from_secs(60));
+    assert!(s.contains("build-id"), "{s}");
+
+    let rec = dir.path().join("run.ndjson");
+    tmux.type_line(&probe_cmd(
+        tb.pid,
+        &format!(
+            "--symbols-from {} --record {}",
+            full.display(),
+            rec.display()
+        ),
+    ));
+    tmux.wait_for(&["LIVE"], Duration::from_secs(60));
+    tb.start();
+    let truth = tb.finish();
+    tmux.wait_for(&["ENDED"], Duration::from_secs(30));
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["EXIT=0"], Duration::from_secs(60));
+    let lines: Vec<String> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_counts_exact(summary(&parse_ndjson(&lines)), &truth, "overview");
+}
+
 #[test]
 fn overview_refuses_without_a_terminal_or_with_json() {
     for (args, want) in [

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use support::*;
+use support::{exporter::Exporter, *};
 
 /// Starts `ckb-probe ARGS` as user nobody from a copy of the binary carrying `caps`.
 fn as_nobody(
@@ -163,10 +163,9 @@ fn export_and_overview_keep_only_what_they_need() {
         &["--threads", "1", "--duration", "3", "--rate", "1000"],
     );
     let pid = tb.pid.to_string();
-    let mut export = Reaped(as_nobody(
-        dir.path(),
-        ALL_LAYERS,
-        &[
+    let export = Exporter::spawn({
+        let mut cmd = support::as_nobody(dir.path(), ALL_LAYERS);
+        cmd.args([
             "export",
             "--pid",
             &pid,
@@ -174,28 +173,11 @@ fn export_and_overview_keep_only_what_they_need() {
             "127.0.0.1:0",
             "--warmup",
             "0",
-        ],
-        &[],
-    ));
-    let mut err = std::io::BufReader::new(export.0.stderr.take().unwrap());
-    let mut seen = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut err, &mut line).unwrap() == 0 {
-            panic!("export ended before serving: {seen}");
-        }
-        seen.push_str(&line);
-        if let Some(rest) = line.split("serving http://").nth(1) {
-            break rest.split('/').next().unwrap().to_string();
-        }
-    };
-    // The drain keeps the pipe from filling while the run goes on.
-    let drained = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        rest
+        ]);
+        cmd
     });
-    assert_eq!(cap_eff(export.0.id()), CAP_SYS_PTRACE, "export: {seen}");
+    let seen = export.stderr();
+    assert_eq!(cap_eff(export.child.id()), CAP_SYS_PTRACE, "export: {seen}");
     assert!(
         seen.contains("tracing rocksdb, syscall, net of PID"),
         "not every layer attached as nobody: {seen}"
@@ -203,7 +185,7 @@ fn export_and_overview_keep_only_what_they_need() {
     tb.start();
     let truth = tb.finish();
     std::thread::sleep(Duration::from_millis(1500));
-    let (_, _, metrics) = http_get(&addr, "/metrics", None);
+    let (_, _, metrics) = export.get("/metrics", None);
     assert!(
         metrics.contains("ckb_probe_syscall_calls_total{"),
         "no system calls counted as nobody"
@@ -221,10 +203,8 @@ fn export_and_overview_keep_only_what_they_need() {
         u(&truth["functions"]["rocksdb_get"]["calls"]),
         "exporter's rocksdb_get calls as nobody"
     );
-    unsafe { libc::kill(export.0.id() as i32, libc::SIGINT) };
-    let st = export.0.wait().unwrap();
-    let rest = drained.join().unwrap();
-    assert!(st.success(), "export: {seen}{rest}");
+    let stderr = export.stderr();
+    assert_eq!(export.stop(), 0, "export: {stderr}");
 
     // The overview needs a terminal: `script` gives it one.
     let tb = Testbed::spawn(

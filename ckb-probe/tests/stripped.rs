@@ -7,21 +7,7 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
-use support::*;
-
-fn stripped_copy(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let full = dir.join("full");
-    let node = dir.join("node");
-    std::fs::copy(testbed("static"), &full).unwrap();
-    let st = Command::new("strip")
-        .arg("-o")
-        .arg(&node)
-        .arg(&full)
-        .status()
-        .expect("strip (binutils)");
-    assert!(st.success());
-    (full, node)
-}
+use support::{exporter::Exporter, *};
 
 /// `ckb-probe ARGS --symbols-from <another build>`: exit 2, one line naming the build-ids,
 /// nothing printed or attached.
@@ -76,6 +62,60 @@ fn stripped_binary_with_and_without_symbols_from() {
     let objs = parse_ndjson(&lines);
     let s = summary(&objs);
     assert_counts_exact(s, &truth, "stripped node");
+}
+
+/// `export` takes `--symbols-from` as `rocksdb` does: with the unstripped build it counts the
+/// stripped process's calls exactly; another build is refused by build-id (exit 2), though
+/// export goes on without a layer that cannot attach. (`overview`: `tests/overview_tui.rs`.)
+#[test]
+fn export_with_symbols_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, node) = stripped_copy(dir.path());
+    let full = full.to_str().unwrap();
+    let args = ["--threads", "1", "--duration", "2", "--rate", "1000"];
+
+    let tb = Testbed::spawn_exe(&node, &args);
+    let pid = tb.pid.to_string();
+    refused_by_build_id(&["export", "--pid", &pid, "--listen", "127.0.0.1:0"]);
+    let exp = Exporter::start(&[
+        "--pid",
+        &pid,
+        "--listen",
+        "127.0.0.1:0",
+        "--layers",
+        "rocksdb",
+        "--warmup",
+        "0",
+        "--symbols-from",
+        full,
+    ]);
+    tb.start();
+    let truth = tb.finish();
+    // 503 once the final read of the exited node is published.
+    exp.wait_health(503, Duration::from_secs(30));
+    let (_, _, metrics) = exp.get("/metrics", None);
+    let mut compared = 0;
+    for (f, t) in truth["functions"].as_object().unwrap() {
+        let label = format!("function=\"{f}\"");
+        let counted: Vec<f64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("ckb_probe_rocksdb_calls_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+            .collect();
+        if !counted.is_empty() {
+            assert_eq!(
+                counted.iter().sum::<f64>() as u64,
+                u(&t["calls"]),
+                "export: {f}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 20,
+        "only {compared} functions exported: {metrics}"
+    );
+    assert_eq!(exp.stop(), 0);
 }
 
 /// A node whose binary was replaced on disk while it runs (`/proc/PID/exe` reads

@@ -62,6 +62,10 @@ pub struct Args {
     /// Do not resolve column families (no reads of RocksDB's objects in the target).
     #[arg(long)]
     pub no_cf: bool,
+    /// The node's binary is stripped: take the function offsets from this unstripped build of
+    /// it (it must have the same build-id).
+    #[arg(long, value_name = "FILE")]
+    pub symbols_from: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(short, long)]
     pub duration: Option<f64>,
@@ -173,7 +177,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             cf: !args.no_cf,
             iter_next: !args.no_iter_next,
             lightweight: args.lightweight,
-            symbols_from: None,
+            symbols_from: args.symbols_from.clone(),
         },
         net: NetOptions {
             listen_ports: args.p2p_port.clone(),
@@ -183,7 +187,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         follow: args.follow,
         keep_baseline: args.keep_baseline,
     };
-    let follow_opts = opts.clone();
     let mut session = Session::start(&process, opts)?;
     for note in session.notes() {
         eprintln!("ckb-probe: {note}");
@@ -235,9 +238,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let start = session.start_time();
     let mut next = Instant::now() + interval;
     let mut session = Some(session);
-    // The process last traced, whose successor --follow waits for, and the detached session
-    // whose baselines --keep-baseline hands over.
-    let mut gone: Option<(ckb_probe::target::Process, Option<Session>)> = None;
+    // With --follow, the session of the process that exited: it finds and attaches to the
+    // successor (the shared step, as `overview --follow` takes it), with --keep-baseline
+    // handing over its baselines, and is dropped once the new session runs.
+    let mut gone: Option<Session> = None;
     loop {
         if term.load(Ordering::Relaxed) {
             break;
@@ -249,30 +253,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let Some(s) = session.as_mut() else {
             // The target is gone: keep serving the final counters until told to stop, or
             // (--follow) until its successor runs.
-            let next_process = gone
-                .as_ref()
-                .filter(|_| args.follow)
-                .and_then(|(p, _)| ckb_probe::target::successor(p));
-            match next_process {
-                Some(p) => match Session::start(&p, follow_opts.clone()) {
-                    Ok(mut fresh) => {
-                        if let Some((_, Some(mut old))) = gone.take() {
-                            fresh.adopt_baselines(&mut old);
-                        }
-                        eprintln!(
-                            "ckb-probe: attached to PID {} (was {pid}); exporting again",
-                            p.pid
-                        );
-                        pid = p.pid;
-                        up = format!("ok: tracing {traced} of PID {pid} ({})", fresh.node());
-                        next = Instant::now() + interval;
-                        session = Some(fresh);
-                    }
-                    Err(e) => {
-                        tracing::warn!("attaching to the successor PID {}: {e:#}", p.pid);
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                },
+            match gone.as_mut().and_then(Session::follow_successor) {
+                Some(Ok(fresh)) => {
+                    eprintln!(
+                        "ckb-probe: attached to PID {} (was {pid}); exporting again",
+                        fresh.pid()
+                    );
+                    pid = fresh.pid();
+                    up = format!("ok: tracing {traced} of PID {pid} ({})", fresh.node());
+                    // The old process's probes go before the new ones report.
+                    drop(gone.take());
+                    next = Instant::now() + interval;
+                    session = Some(fresh);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("{e:#}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
                 None => std::thread::sleep(Duration::from_millis(250)),
             }
             continue;
@@ -307,10 +304,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 // final page is out first.
                 let old = session.take().expect("a session while alive was checked");
                 if args.follow {
-                    let process = old.process().clone();
-                    // Only --keep-baseline needs the old session (its detectors) any longer.
-                    let keep = args.keep_baseline.then_some(old);
-                    gone = Some((process, keep));
+                    gone = Some(old);
                     eprintln!(
                         "ckb-probe: target process {pid} exited; waiting for the node to come back (--follow)"
                     );

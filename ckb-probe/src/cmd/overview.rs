@@ -34,6 +34,10 @@ pub struct Args {
     /// Do not resolve column families (no reads of RocksDB's objects in the target).
     #[arg(long)]
     pub no_cf: bool,
+    /// The node's binary is stripped: take the function offsets from this unstripped build of
+    /// it (it must have the same build-id).
+    #[arg(long, value_name = "FILE")]
+    pub symbols_from: Option<std::path::PathBuf>,
     /// The P2P listening port(s); default: CKB's `[network] listen_addresses`, else every
     /// port the target listens on.
     #[arg(long = "listen-port", value_name = "PORT")]
@@ -84,7 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             cf: !args.no_cf,
             iter_next: !args.no_iter_next,
             lightweight: args.lightweight,
-            symbols_from: None,
+            symbols_from: args.symbols_from.clone(),
         },
         net: NetOptions {
             listen_ports: args.listen_port.clone(),

@@ -218,6 +218,58 @@ impl Engine {
     }
 }
 
+/// The error and its causes on one line, as an attach failure is reported per function; a
+/// verifier log is cut to its last lines ([`verifier_tail`]).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = cause_text(e);
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&cause_text(c));
+        cur = c.source();
+    }
+    if let Some(at) = s.find("Verifier output:") {
+        s = format!("{} {}", s[..at].trim_end(), verifier_tail(&s[at..]));
+    }
+    s
+}
+
+/// The kernel's ENOTSUPP, an errno it keeps to itself: libc has no name for it, so it would
+/// print as "Unknown error 524".
+const ENOTSUPP: i32 = 524;
+
+/// One error of a chain as the user reads it: an errno libc cannot name is said in words, with
+/// what it means for the probe.
+pub fn cause_text(e: &(dyn std::error::Error + 'static)) -> String {
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+    {
+        // A uprobe (or kprobe) on an instruction the kernel's decoder refuses, e.g. `hlt`.
+        Some(ENOTSUPP) => "the kernel cannot probe the instruction at this offset (ENOTSUPP, \
+                           error 524: its instruction decoder refuses that instruction, or the \
+                           offset is not the start of one); this function cannot be traced in \
+                           this build, `ckb-probe symbols` shows the instruction there"
+            .to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// A verifier log on one line: its last lines, which name the rejected instruction and why
+/// (the whole log runs to thousands of lines). Empty for an empty log.
+pub(crate) fn verifier_tail(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .trim_end_matches('\0')
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(6)..];
+    format!("verifier: … {}", tail.join(" / "))
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
 /// Failing to raise it (no CAP_SYS_RESOURCE, as in some sandboxes) is therefore only logged.
 fn raise_memlock() {
@@ -231,5 +283,54 @@ fn raise_memlock() {
             "could not raise RLIMIT_MEMLOCK: {}",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_logs_are_cut_to_their_last_lines() {
+        let mut log: String = (1..=100).map(|i| format!("{i}: r0 = 0\n")).collect();
+        log.push_str("R1 invalid mem access 'scalar'\n\0\0\0");
+        assert_eq!(
+            verifier_tail(&log),
+            "verifier: … 96: r0 = 0 / 97: r0 = 0 / 98: r0 = 0 / 99: r0 = 0 / 100: r0 = 0 / \
+             R1 invalid mem access 'scalar'"
+        );
+        assert_eq!(verifier_tail("\0\0"), "");
+
+        // Aya's load errors carry the log after "Verifier output:".
+        let e = std::io::Error::other(format!("`BPF_PROG_LOAD` failed\nVerifier output:\n{log}"));
+        let line = error_chain(&e);
+        assert!(
+            line.starts_with("`BPF_PROG_LOAD` failed verifier: … 96: r0 = 0 / "),
+            "{line}"
+        );
+        assert!(line.ends_with("R1 invalid mem access 'scalar'"), "{line}");
+    }
+
+    #[test]
+    fn enotsupp_is_said_in_words() {
+        let e = ProbeError::Multi {
+            name: "delete_exit".into(),
+            source: uprobe_multi::MultiError::Link(std::io::Error::from_raw_os_error(524)),
+        };
+        let line = error_chain(&e);
+        assert!(
+            line.starts_with(
+                "eBPF program delete_exit could not be attached through a uprobe_multi link: \
+                 creating the uprobe_multi link failed: the kernel cannot probe the instruction"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("ENOTSUPP") && !line.contains("Unknown error"),
+            "{line}"
+        );
+        // Other errnos keep the C library's words.
+        let e = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(cause_text(&e), e.to_string());
     }
 }

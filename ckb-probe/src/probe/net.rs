@@ -14,7 +14,7 @@ use aya::{
 };
 use ckb_probe_common::net::{NET_FLAG_SOCK_IPV4, NET_FLAG_SOCK_IPV6, NetConfig};
 
-use super::{Engine, ProbeError, rocksdb::error_chain};
+use super::{Engine, ProbeError, error_chain};
 
 /// Where tracefs may be mounted (the order aya looks in).
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];

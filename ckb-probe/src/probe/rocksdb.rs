@@ -19,7 +19,7 @@ use aya::{
 };
 use ckb_probe_common::rocksdb::{FORGET, TRACED, fn_id};
 
-use super::{Engine, ProbeError, Uprobes};
+use super::{Engine, ProbeError, Uprobes, error_chain};
 use crate::symbols::{ProbeCost, RocksDbSites};
 
 /// What was attached where.
@@ -229,22 +229,4 @@ pub fn set_sp_delta(engine: &mut Engine, fid: u32, sp_delta: u32) -> Result<(), 
     array
         .set(fid, sp_delta, 0)
         .map_err(ProbeError::map("ROCKS_SP_DELTA"))
-}
-
-/// The error and its causes on one line; a verifier log is cut to its last lines, which name
-/// the rejected instruction.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    if let Some(at) = s.find("Verifier output:") {
-        let tail: Vec<&str> = s[at..].lines().rev().take(6).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        s = format!("{} verifier: … {}", &s[..at], tail.join(" / "));
-    }
-    s
 }

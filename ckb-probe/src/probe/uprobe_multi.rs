@@ -30,13 +30,13 @@ pub enum MultiError {
     Object(String),
     #[error("eBPF program {0} is not in the object")]
     NoProgram(String),
-    #[error("loading {name} for uprobe_multi failed: {source}{log}")]
+    #[error("loading {name} for uprobe_multi failed{log}")]
     Load {
         name: String,
         source: io::Error,
         log: String,
     },
-    #[error("creating the uprobe_multi link failed: {0}")]
+    #[error("creating the uprobe_multi link failed")]
     Link(#[source] io::Error),
 }
 
@@ -204,14 +204,11 @@ fn load(
     try_load(None).or_else(|first| {
         let mut buf = vec![0u8; 1 << 20];
         try_load(Some(&mut buf)).map_err(|_| {
-            let text = String::from_utf8_lossy(&buf);
-            let text = text.trim_end_matches('\0');
-            let tail: Vec<&str> = text.lines().rev().take(4).collect();
+            let tail = super::verifier_tail(&String::from_utf8_lossy(&buf));
             let log = if tail.is_empty() {
-                String::new()
+                tail
             } else {
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!(" (verifier: … {})", tail.join(" / "))
+                format!(" ({tail})")
             };
             MultiError::Load {
                 name: name.into(),

@@ -114,6 +114,18 @@ fn chain(addr: SocketAddr) -> Option<Chain> {
     })
 }
 
+/// A `--symbols-from` FILE that cannot serve (another build, not an ELF file, no such file) is
+/// the user's mistake to fix, not a layer this node lacks: it ends even a run that goes on
+/// without the layers that cannot attach.
+fn symbols_from_refused(e: &anyhow::Error, opts: &Options) -> bool {
+    let Some(from) = &opts.rocksdb.symbols_from else {
+        return false;
+    };
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<crate::symbols::SymbolsError>())
+        .any(|s| s.is_about(from))
+}
+
 pub struct Session {
     pid: u32,
     process: Process,
@@ -183,7 +195,7 @@ impl Session {
             };
             match opened {
                 Ok(()) => layers.push(layer),
-                Err(e) if opts.require_all => return Err(e),
+                Err(e) if opts.require_all || symbols_from_refused(&e, &opts) => return Err(e),
                 Err(e) => unavailable.push(Unavailable {
                     layer,
                     reason: format!("{e:#}"),

@@ -69,6 +69,22 @@ pub enum SymbolsError {
     Target(#[from] TargetError),
 }
 
+impl SymbolsError {
+    /// Whether the fault is the file at `path` (e.g. a `--symbols-from` FILE), not some other.
+    pub fn is_about(&self, path: &Path) -> bool {
+        match self {
+            SymbolsError::NotFound { path: p }
+            | SymbolsError::IsDirectory { path: p }
+            | SymbolsError::NotAFile { path: p }
+            | SymbolsError::Unreadable { path: p, .. }
+            | SymbolsError::NotElf { path: p }
+            | SymbolsError::Corrupt { path: p, .. }
+            | SymbolsError::BuildIdMismatch { from: p, .. } => p == path,
+            SymbolsError::Target(_) => false,
+        }
+    }
+}
+
 /// How the binary gets RocksDB's C API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Linkage {

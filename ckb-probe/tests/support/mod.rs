@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod ckb_node;
+pub mod exporter;
 
 use std::{
     collections::BTreeSet,
@@ -64,6 +65,22 @@ pub fn testbed_copy(dir: &Path) -> PathBuf {
     let exe = dir.join("node");
     std::fs::copy(testbed("static"), &exe).expect("copy the testbed");
     exe
+}
+
+/// `(full, node)`: a copy of the static testbed at `dir/full`, and the same stripped at
+/// `dir/node` (a node binary without a symbol table, same build-id).
+pub fn stripped_copy(dir: &Path) -> (PathBuf, PathBuf) {
+    let full = dir.join("full");
+    let node = dir.join("node");
+    std::fs::copy(testbed("static"), &full).unwrap();
+    let st = Command::new("strip")
+        .arg("-o")
+        .arg(&node)
+        .arg(&full)
+        .status()
+        .expect("strip (binutils)");
+    assert!(st.success());
+    (full, node)
 }
 
 /// A running testbed waiting on its start file.

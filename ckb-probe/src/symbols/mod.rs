@@ -694,7 +694,15 @@ fn report(
     }
     let slow: Vec<&str> = tier1
         .iter()
-        .filter(|r| r.traced && r.probe_cost == Some(ProbeCost::SingleStep))
+        // The forget probes (no operation) are entry-only, so they sit on the entry site.
+        .filter(|r| {
+            let cost = if r.op.is_some() {
+                r.probe_cost
+            } else {
+                r.entry_cost
+            };
+            r.traced && cost == Some(ProbeCost::SingleStep)
+        })
         .map(|r| r.name.as_str())
         .collect();
     if !slow.is_empty() {

@@ -12,7 +12,7 @@ use ckb_probe_common::{
     },
 };
 
-use crate::probe::{Engine, ProbeError};
+use crate::probe::{Engine, ProbeError, SLOW_EVENTS_MAP};
 
 /// Cumulative state of the layer at one instant.
 #[derive(Clone)]
@@ -58,7 +58,7 @@ impl RocksCollector {
             hist: engine.map("ROCKS_HIST")?,
             cf: engine.map("ROCKS_CF")?,
             counters: engine.map("ROCKS_COUNTERS")?,
-            events: engine.map("ROCKS_EVENTS")?,
+            events: engine.map(SLOW_EVENTS_MAP)?,
         })
     }
 

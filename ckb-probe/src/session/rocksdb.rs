@@ -219,7 +219,7 @@ impl RocksLayer {
             ))
             .into());
         }
-        let collector = RocksCollector::new(engine)?;
+        let mut collector = RocksCollector::new(engine)?;
         let report = rprobe::attach(
             engine,
             &sites,

@@ -242,8 +242,16 @@ mod tests {
         .expect("loading the eBPF object (run as root)")
     }
 
-    fn hist(seed: u64) -> Histogram {
-        std::array::from_fn(|i| seed * 1_000 + i as u64)
+    /// A distinct histogram for each (key, CPU).
+    fn per_cpu(key: u32) -> PerCpuValues<Histogram> {
+        let cpus = aya::util::nr_cpus().unwrap() as u64;
+        let hist = |seed: u64| -> Histogram { std::array::from_fn(|i| seed * 1_000 + i as u64) };
+        PerCpuValues::try_from(
+            (0..cpus)
+                .map(|c| hist(u64::from(key) * 100 + c))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     /// Every element, by batches and one at a time; both must see what was written.
@@ -261,15 +269,6 @@ mod tests {
     #[test]
     fn array_read_whole_over_several_calls() {
         let mut engine = engine();
-        let cpus = aya::util::nr_cpus().unwrap();
-        let per_cpu = |i: u32| {
-            PerCpuValues::try_from(
-                (0..cpus as u64)
-                    .map(|c| hist(u64::from(i) * 100 + c))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap()
-        };
         let len = {
             let mut a: PerCpuArray<_, Histogram> =
                 PerCpuArray::try_from(engine.ebpf.map_mut("ROCKS_HIST").unwrap()).unwrap();
@@ -292,16 +291,7 @@ mod tests {
     #[test]
     fn hash_read_whole_over_several_calls() {
         let mut engine = engine();
-        let cpus = aya::util::nr_cpus().unwrap();
         let keys: Vec<u32> = (0..40).map(|i| i * 7 + 3).collect();
-        let per_cpu = |k: u32| {
-            PerCpuValues::try_from(
-                (0..cpus as u64)
-                    .map(|c| hist(u64::from(k) * 100 + c))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap()
-        };
         {
             let mut h: PerCpuHashMap<_, u32, Histogram> =
                 PerCpuHashMap::try_from(engine.ebpf.map_mut("SYS_HIST").unwrap()).unwrap();

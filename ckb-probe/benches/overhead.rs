@@ -888,42 +888,39 @@ fn short(t: Tool) -> &'static str {
 fn user_side(s: &Settings) {
     let secs = s.user_secs;
     println!(
-        "### ckb-probe's own CPU and memory\n\n`ckb-probe rocksdb --with syscall,net --json` (1 s interval) on the testbed at its maximum rate (1 thread) for {secs} s; ckb-probe's CPU time (from /proc) over the testbed's run, its RSS at the end of the run and the largest RSS seen (every 200 ms, attaching included). For the 10-minute figure: `OVERHEAD_USER_SECS=600 cargo bench -p ckb-probe --bench overhead -- user`.\n"
+        "### ckb-probe's own CPU and memory\n\n`ckb-probe rocksdb --with syscall,net --json` (1 s interval) on the testbed at its maximum rate (1 thread) for {secs} s; ckb-probe's CPU time (from /proc) over the testbed's run, its RSS at the end of the run and its peak RSS (the kernel's high-water mark `VmHWM`, attaching included). For the 10-minute figure: `OVERHEAD_USER_SECS=600 cargo bench -p ckb-probe --bench overhead -- user`.\n"
     );
     let tb = spawn_testbed(secs, &[]);
     let pid = tb.pid.to_string();
     let probe = Probe::start(&["rocksdb", "--pid", &pid, "--json", "--with", "syscall,net"]);
     let id = probe.child.id();
-    let max_rss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let sampler = {
-        let max_rss = std::sync::Arc::clone(&max_rss);
-        std::thread::spawn(move || {
-            while let Some((_, rss)) = support::proc_usage(id) {
-                max_rss.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
     tb.start();
     let (cpu0, _) = support::proc_usage(id).unwrap_or((0.0, 0));
     let t0 = Instant::now();
     let truth = tb.finish();
     // The run's own figures: attaching and detaching are left out.
     let (cpu1, rss_end) = support::proc_usage(id).unwrap_or((cpu0, 0));
+    // Sampling from outside missed the peak: it is while attaching, before the probe says so.
+    let peak_rss = std::fs::read_to_string(format!("/proc/{id}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
     let elapsed = t0.elapsed().as_secs_f64();
     let (_code, lines, _err) = probe.wait(Duration::from_secs(120));
-    let _ = sampler.join();
     let objs = parse_ndjson(&lines);
     let sm = summary(&objs);
     println!(
-        "| run | ckb-probe CPU (% of one core) | RSS at the end | max RSS (attaching included) | traced calls | lost events |"
+        "| run | ckb-probe CPU (% of one core) | RSS at the end | peak RSS (attaching included) | traced calls | lost events |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
     println!(
         "| {secs} s, all layers, 1 s interval | {:.2} % | {:.1} MiB | {:.1} MiB | {} | {} |\n",
         100.0 * (cpu1 - cpu0) / elapsed.max(1e-9),
         rss_end as f64 / 1024.0,
-        max_rss.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
         thousands(traced_calls(&truth) as f64),
         u(&sm["lost_events"]) + u(&sm["net"]["lost_events"]),
     );

@@ -198,7 +198,7 @@ pub fn interval(
     // Per function: summed deltas, exact cumulative max before and after.
     let mut fn_sum = vec![OpStats::default(); FN_COUNT];
     let mut fn_max = vec![(0u64, 0u64); FN_COUNT];
-    let mut cf_sum: BTreeMap<String, BTreeMap<&'static str, (Op, OpStats)>> = BTreeMap::new();
+    let mut cf_sum: BTreeMap<&str, BTreeMap<&'static str, (Op, OpStats)>> = BTreeMap::new();
     for (&(fid, cf), row) in &cur.rows {
         let Some(f) = TRACED.get(fid as usize) else {
             continue;
@@ -211,10 +211,8 @@ pub fn interval(
         fn_max[fid as usize].1 = fn_max[fid as usize].1.max(row.max_ns);
         if d.count > 0 {
             let name = match cf {
-                CF_DEFAULT => "default".to_string(),
-                h => names
-                    .get(&h)
-                    .map_or_else(|| "unknown".to_string(), |n| n.name.clone()),
+                CF_DEFAULT => "default",
+                h => names.get(&h).map_or("unknown", |n| n.name.as_str()),
             };
             let e = cf_sum
                 .entry(name)
@@ -263,16 +261,17 @@ pub fn interval(
         .collect();
     // CKB's columns are numbers: "2" before "10".
     let mut cf_sum: Vec<_> = cf_sum.into_iter().collect();
-    cf_sum.sort_by_key(|(name, _)| (name.parse::<u64>().map_or(u64::MAX, |n| n), name.clone()));
+    let number = |name: &str| name.parse::<u64>().unwrap_or(u64::MAX);
+    cf_sum.sort_by(|(a, _), (b, _)| (number(a), a).cmp(&(number(b), b)));
     let column_families = cf_sum
         .into_iter()
         .map(|(name, ops)| CfReport {
-            column: ckb_column(&name),
+            column: ckb_column(name),
             operations: ops
                 .into_iter()
                 .map(|(k, (op, s))| (k, report(op, &s, None, None, secs, entry_only)))
                 .collect(),
-            name,
+            name: name.to_string(),
         })
         .collect();
     let c = |i: u32| cur.counters[i as usize].saturating_sub(prev.counters[i as usize]);

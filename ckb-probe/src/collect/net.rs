@@ -7,9 +7,10 @@ use std::{
     time::Instant,
 };
 
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, RingBuf};
 use ckb_probe_common::net::{NetEvent, PeerKey, PeerStats, counter};
 
+use super::batch::PerCpuMap;
 use crate::probe::{Engine, ProbeError};
 
 /// Cumulative state of the layer at one instant.
@@ -42,7 +43,7 @@ impl NetSnapshot {
 pub struct NetCollector {
     peers: HashMap<MapData, PeerKey, PeerStats>,
     listen: HashMap<MapData, u16, u32>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuMap<u32, u64>,
     events: RingBuf<MapData>,
 }
 
@@ -51,27 +52,26 @@ impl NetCollector {
         Ok(NetCollector {
             peers: engine.map("NET_PEERS")?,
             listen: engine.map("NET_LISTEN")?,
-            counters: engine.map("NET_COUNTERS")?,
+            counters: PerCpuMap::new(engine, "NET_COUNTERS")?,
             events: engine.map("NET_EVENTS")?,
         })
     }
 
     /// Reads every peer and counter. A peer's counters only grow while its entry lives; an
     /// entry evicted and re-created shows a new `first_ns`.
-    pub fn snapshot(&self) -> Result<NetSnapshot, ProbeError> {
+    pub fn snapshot(&mut self) -> Result<NetSnapshot, ProbeError> {
         let mut snap = NetSnapshot::empty(Instant::now());
         // Entries may be evicted while iterating: a vanished key ends its walk early, so the
         // error of one item is skipped rather than failing the whole snapshot.
         for (key, stats) in self.peers.iter().flatten() {
             snap.peers.insert(key, stats);
         }
-        for (i, c) in snap.counters.iter_mut().enumerate() {
-            let per_cpu = self
-                .counters
-                .get(&(i as u32), 0)
-                .map_err(ProbeError::map("NET_COUNTERS"))?;
-            *c = per_cpu.iter().sum();
-        }
+        let counters = &mut snap.counters;
+        self.counters.for_each(|i, per_cpu| {
+            if let Some(c) = counters.get_mut(i as usize) {
+                *c = per_cpu.iter().sum();
+            }
+        })?;
         snap.mono_ns = monotonic_ns();
         Ok(snap)
     }

@@ -3,16 +3,17 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, RingBuf};
 use ckb_probe_common::{
     hist::{BUCKETS, Histogram},
     rocksdb::{
         CF_DEFAULT, CF_SLOTS, CF_UNKNOWN, CfInfo, EVENT_SLOW_OP, FN_COUNT, OpStats, SlowEvent,
-        TRACED, cf_slot, counter, stats_index,
+        TRACED, cf_slot, counter,
     },
 };
 
-use crate::probe::{Engine, ProbeError};
+use super::batch::PerCpuMap;
+use crate::probe::{Engine, ProbeError, SLOW_EVENTS_MAP};
 
 /// Cumulative state of the layer at one instant.
 #[derive(Clone)]
@@ -44,67 +45,64 @@ pub struct CfName {
 }
 
 pub struct RocksCollector {
-    stats: PerCpuArray<MapData, OpStats>,
-    hist: PerCpuArray<MapData, Histogram>,
+    stats: PerCpuMap<u32, OpStats>,
+    hist: PerCpuMap<u32, Histogram>,
     cf: HashMap<MapData, u64, CfInfo>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuMap<u32, u64>,
     events: RingBuf<MapData>,
 }
 
 impl RocksCollector {
     pub fn new(engine: &mut Engine) -> Result<Self, ProbeError> {
         Ok(RocksCollector {
-            stats: engine.map("ROCKS_STATS")?,
-            hist: engine.map("ROCKS_HIST")?,
+            stats: PerCpuMap::new(engine, "ROCKS_STATS")?,
+            hist: PerCpuMap::new(engine, "ROCKS_HIST")?,
             cf: engine.map("ROCKS_CF")?,
-            counters: engine.map("ROCKS_COUNTERS")?,
-            events: engine.map("ROCKS_EVENTS")?,
+            counters: PerCpuMap::new(engine, "ROCKS_COUNTERS")?,
+            events: engine.map(SLOW_EVENTS_MAP)?,
         })
     }
 
     /// Reads every aggregate. Values only grow, so two snapshots give exact interval deltas.
-    pub fn snapshot(&self) -> Result<RocksSnapshot, ProbeError> {
+    pub fn snapshot(&mut self) -> Result<RocksSnapshot, ProbeError> {
         let mut snap = RocksSnapshot::empty(Instant::now());
-        for (fid, f) in TRACED.iter().enumerate() {
-            let fid = fid as u32;
-            // A function without a column-family argument only ever uses CF_DEFAULT's row.
-            let slots = if f.cf_arg.is_some() {
-                CF_UNKNOWN..CF_SLOTS as u64
-            } else {
-                CF_DEFAULT..CF_DEFAULT + 1
+        let rows = &mut snap.rows;
+        self.stats.for_each(|index, per_cpu| {
+            // The inverse of `stats_index`.
+            let (fid, slot) = (index / CF_SLOTS, u64::from(index % CF_SLOTS));
+            let Some(f) = TRACED.get(fid as usize) else {
+                return;
             };
-            for slot in slots {
-                let per_cpu = self
-                    .stats
-                    .get(&stats_index(fid, slot), 0)
-                    .map_err(ProbeError::map("ROCKS_STATS"))?;
-                let mut row = OpStats::default();
-                for v in per_cpu.iter() {
-                    row.merge(v);
-                }
-                if row.count > 0 {
-                    snap.rows.insert((fid, slot), row);
+            // A function without a column-family argument only ever uses CF_DEFAULT's row.
+            let used = if f.cf_arg.is_some() {
+                slot >= CF_UNKNOWN
+            } else {
+                slot == CF_DEFAULT
+            };
+            let mut row = OpStats::default();
+            for v in per_cpu {
+                row.merge(v);
+            }
+            if used && row.count > 0 {
+                rows.insert((fid, slot), row);
+            }
+        })?;
+        let hist = &mut snap.hist;
+        self.hist.for_each(|id, per_cpu| {
+            if let Some(h) = hist.get_mut(id as usize) {
+                for cpu in per_cpu {
+                    for (acc, v) in h.iter_mut().zip(cpu.iter()) {
+                        *acc += v;
+                    }
                 }
             }
-        }
-        for (id, h) in snap.hist.iter_mut().enumerate() {
-            let per_cpu = self
-                .hist
-                .get(&(id as u32), 0)
-                .map_err(ProbeError::map("ROCKS_HIST"))?;
-            for cpu in per_cpu.iter() {
-                for (acc, v) in h.iter_mut().zip(cpu.iter()) {
-                    *acc += v;
-                }
+        })?;
+        let counters = &mut snap.counters;
+        self.counters.for_each(|i, per_cpu| {
+            if let Some(c) = counters.get_mut(i as usize) {
+                *c = per_cpu.iter().sum();
             }
-        }
-        for (i, c) in snap.counters.iter_mut().enumerate() {
-            let per_cpu = self
-                .counters
-                .get(&(i as u32), 0)
-                .map_err(ProbeError::map("ROCKS_COUNTERS"))?;
-            *c = per_cpu.iter().sum();
-        }
+        })?;
         Ok(snap)
     }
 

@@ -3,12 +3,12 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use ckb_probe_common::{
     hist::{BUCKETS, Histogram},
     syscall::{Role, SysKey, SysStats, counter, role_of_name},
 };
 
+use super::batch::PerCpuMap;
 use crate::probe::{Engine, ProbeError};
 
 /// Cumulative state of the layer at one instant. Values only grow, so two snapshots give exact
@@ -38,10 +38,10 @@ impl SysSnapshot {
 }
 
 pub struct SysCollector {
-    stats: PerCpuHashMap<MapData, SysKey, SysStats>,
-    hist: PerCpuHashMap<MapData, u32, Histogram>,
-    role_hist: PerCpuHashMap<MapData, SysKey, Histogram>,
-    counters: PerCpuArray<MapData, u64>,
+    stats: PerCpuMap<SysKey, SysStats>,
+    hist: PerCpuMap<u32, Histogram>,
+    role_hist: PerCpuMap<SysKey, Histogram>,
+    counters: PerCpuMap<u32, u64>,
 }
 
 fn sum_hist<'a>(per_cpu: impl IntoIterator<Item = &'a Histogram>) -> Box<Histogram> {
@@ -58,38 +58,37 @@ impl SysCollector {
     /// Takes the layer's maps out of `engine` (before or after [`crate::probe::syscall::attach`]).
     pub fn new(engine: &mut Engine) -> Result<Self, ProbeError> {
         Ok(SysCollector {
-            stats: engine.map("SYS_STATS")?,
-            hist: engine.map("SYS_HIST")?,
-            role_hist: engine.map("SYS_ROLE_HIST")?,
-            counters: engine.map("SYS_COUNTERS")?,
+            stats: PerCpuMap::new(engine, "SYS_STATS")?,
+            hist: PerCpuMap::new(engine, "SYS_HIST")?,
+            role_hist: PerCpuMap::new(engine, "SYS_ROLE_HIST")?,
+            counters: PerCpuMap::new(engine, "SYS_COUNTERS")?,
         })
     }
 
     /// Reads every aggregate.
-    pub fn snapshot(&self) -> Result<SysSnapshot, ProbeError> {
+    pub fn snapshot(&mut self) -> Result<SysSnapshot, ProbeError> {
         let mut snap = SysSnapshot::empty(Instant::now());
-        for item in self.stats.iter() {
-            let (key, per_cpu) = item.map_err(ProbeError::map("SYS_STATS"))?;
-            let row = snap.rows.entry(key).or_default();
-            for v in per_cpu.iter() {
+        let rows = &mut snap.rows;
+        self.stats.for_each(|key, per_cpu| {
+            let row = rows.entry(key).or_default();
+            for v in per_cpu {
                 row.merge(v);
             }
-        }
-        for item in self.hist.iter() {
-            let (nr, per_cpu) = item.map_err(ProbeError::map("SYS_HIST"))?;
-            snap.hist.insert(nr, sum_hist(per_cpu.iter()));
-        }
-        for item in self.role_hist.iter() {
-            let (key, per_cpu) = item.map_err(ProbeError::map("SYS_ROLE_HIST"))?;
-            snap.role_hist.insert(key, sum_hist(per_cpu.iter()));
-        }
-        for (i, c) in snap.counters.iter_mut().enumerate() {
-            let per_cpu = self
-                .counters
-                .get(&(i as u32), 0)
-                .map_err(ProbeError::map("SYS_COUNTERS"))?;
-            *c = per_cpu.iter().sum();
-        }
+        })?;
+        let hist = &mut snap.hist;
+        self.hist.for_each(|nr, per_cpu| {
+            hist.insert(nr, sum_hist(per_cpu));
+        })?;
+        let role_hist = &mut snap.role_hist;
+        self.role_hist.for_each(|key, per_cpu| {
+            role_hist.insert(key, sum_hist(per_cpu));
+        })?;
+        let counters = &mut snap.counters;
+        self.counters.for_each(|i, per_cpu| {
+            if let Some(c) = counters.get_mut(i as usize) {
+                *c = per_cpu.iter().sum();
+            }
+        })?;
         Ok(snap)
     }
 }

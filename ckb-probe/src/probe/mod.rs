@@ -118,7 +118,14 @@ impl Engine {
             return Err(ProbeError::NotEmbedded);
         }
         raise_memlock();
-        let ebpf = EbpfLoader::new().load(BPF_ELF).map_err(|e| {
+        let mut loader = EbpfLoader::new();
+        if config.slow_threshold_ns == u64::MAX {
+            // No slow log, so no slow event is ever written: the ring buffer (4 MiB, which
+            // user space maps twice, 8 MiB of ckb-probe's RSS) is made as small as the kernel
+            // allows. The threshold cannot be lowered later (see `set_config`).
+            loader.map_max_entries(SLOW_EVENTS_MAP, page_size());
+        }
+        let ebpf = loader.load(BPF_ELF).map_err(|e| {
             if is_permission(&e) {
                 ProbeError::Permission
             } else {
@@ -191,7 +198,8 @@ impl Engine {
         }
     }
 
-    /// Writes the run-time configuration every program reads on each event.
+    /// Writes the run-time configuration every program reads on each event. A slow threshold
+    /// needs an engine loaded with one: without, the slow-event ring buffer holds one page.
     pub fn set_config(&mut self, config: Config) -> Result<(), ProbeError> {
         let map = self.ebpf.map_mut("CONFIG").ok_or(ProbeError::Map {
             name: "CONFIG",
@@ -268,6 +276,15 @@ pub(crate) fn verifier_tail(log: &str) -> String {
     }
     let tail = &lines[lines.len().saturating_sub(6)..];
     format!("verifier: … {}", tail.join(" / "))
+}
+
+/// The RocksDB layer's slow-event ring buffer.
+pub const SLOW_EVENTS_MAP: &str = "ROCKS_EVENTS";
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(n).unwrap_or(4096)
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use memcg and ignore it.

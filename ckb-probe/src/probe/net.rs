@@ -634,6 +634,14 @@ pub struct NetAttach {
     pub sock_layout: String,
 }
 
+impl NetAttach {
+    /// Whether the kernel programs learn the target's new listening ports themselves (the
+    /// state tracepoint sees `listen`); the kprobe path only knows what user space tells it.
+    pub fn learns_listen_ports(&self) -> bool {
+        self.programs.contains(&"net_set_state")
+    }
+}
+
 fn program<'a, T>(engine: &'a mut Engine, name: &'static str) -> Result<&'a mut T, NetError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,

@@ -242,7 +242,7 @@ impl Session {
         } else if let Err(e) = privileges::drop_all_but(keep) {
             tracing::warn!("could not drop capabilities: {e}");
         }
-        Ok(Session {
+        let session = Session {
             pid,
             process: process.clone(),
             node: node_desc,
@@ -260,7 +260,9 @@ impl Session {
             unavailable,
             notes,
             engine,
-        })
+        };
+        release_freed_heap();
+        Ok(session)
     }
 
     pub fn pid(&self) -> u32 {
@@ -433,6 +435,18 @@ impl Session {
         if self.correlator.is_some() && old.correlator.is_some() {
             std::mem::swap(&mut self.correlator, &mut old.correlator);
         }
+    }
+}
+
+/// Gives the heap that attaching freed back to the system. Loading parses the kernel's BTF
+/// (about 17 MB at its peak), attaching reads the target's symbol tables; glibc keeps what they
+/// freed (freeing a block that large raises its trim threshold to twice its size), which was
+/// 12 MB of ckb-probe's RSS for the rest of the run.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only works on the allocator's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -167,7 +167,7 @@ impl NetLayer {
                 report.sock_layout
             ));
         }
-        Ok(NetLayer {
+        let mut layer = NetLayer {
             all: opts.all,
             churn: ChurnDetector::new(
                 ChurnConfig {
@@ -195,7 +195,11 @@ impl NetLayer {
             first,
             events: EventLog::default(),
             known_peers: 0,
-        })
+        };
+        // A listener the target opened while the programs were being attached was seen by
+        // neither the first read nor the kernel.
+        layer.refresh_ports();
+        Ok(layer)
     }
 
     pub fn start(&self) -> Instant {
@@ -217,6 +221,17 @@ impl NetLayer {
             tracing::debug!("updating listening ports: {e}");
         }
         self.cls.listen_ports = self.collector.listen_ports();
+    }
+
+    /// The listening ports as of this interval. Reading /proc/PID/net/tcp walks the kernel's
+    /// whole TCP hash table (most of ckb-probe's CPU when done every second), so it is only
+    /// repeated where the kernel programs cannot learn a new listener themselves.
+    fn interval_ports(&mut self) {
+        if self.attach.learns_listen_ports() {
+            self.cls.listen_ports = self.collector.listen_ports();
+        } else {
+            self.refresh_ports();
+        }
     }
 
     fn compute(&self, from: &NetSnapshot, cur: &NetSnapshot) -> NetInterval {
@@ -252,7 +267,7 @@ impl NetLayer {
     /// The interval ending now, and what the correlation rules need of it.
     pub fn tick(&mut self, now: Instant) -> Result<(NetSection, Disconnects)> {
         let cur = self.collector.snapshot()?;
-        self.refresh_ports();
+        self.interval_ports();
         let new_peer = cur.peers.len() > self.known_peers;
         self.known_peers = cur.peers.len();
         self.rpc.refresh(now, new_peer);

@@ -73,8 +73,10 @@ pub fn config(pid: u32, opts: &RocksOptions) -> Config {
             } else {
                 0
             },
+        // Lightweight mode has no return probe, so no slow log (and no slow-event buffer).
         slow_threshold_ns: opts
             .slow_threshold_us
+            .filter(|_| !opts.lightweight)
             .map_or(u64::MAX, |t| t.saturating_mul(1_000)),
     }
 }
@@ -217,7 +219,7 @@ impl RocksLayer {
             ))
             .into());
         }
-        let collector = RocksCollector::new(engine)?;
+        let mut collector = RocksCollector::new(engine)?;
         let report = rprobe::attach(
             engine,
             &sites,

@@ -29,7 +29,7 @@ pub struct SysLayer {
 impl SysLayer {
     /// Attaches the syscall tracepoints through `engine` for `process`.
     pub fn open(engine: &mut Engine, process: &Process, notes: &mut Vec<String>) -> Result<Self> {
-        let collector = SysCollector::new(engine)?;
+        let mut collector = SysCollector::new(engine)?;
         let attached = attach(engine).context("attaching the syscall tracepoints")?;
         let first = collector.snapshot()?;
         notes.push(format!(

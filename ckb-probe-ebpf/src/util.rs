@@ -39,7 +39,7 @@ pub fn read_u64(addr: u64) -> u64 {
 /// `claims` arbitrates: a map insert with `BPF_NOEXIST` is atomic, so of two claimants of one
 /// free slot exactly one wins, and only the winner writes the owner word. (BPF's own
 /// compare-and-swap would do without the map but needs Linux 5.12; ckb-probe runs on 5.8.) A
-/// claim costs one locked map update, once per thread or per transaction, never per call.
+/// claim costs one locked map update, once per slot, never per call: slots are not given back.
 #[inline(always)]
 pub fn own_slot(
     owner: *mut u64,
@@ -59,13 +59,4 @@ pub fn own_slot(
         return Some(true);
     }
     None
-}
-
-/// Gives slot `idx` back: the owner word first, so that a claimant which sees it free and
-/// finds the claim still there only takes the slow path, never a slot still in use.
-#[inline(always)]
-pub fn release_slot(owner: *mut u64, claims: &HashMap<u32, u64>, idx: u32) {
-    // SAFETY: `owner` points into a map value; only its owner calls this.
-    unsafe { core::ptr::write_volatile(owner, 0) };
-    let _ = claims.remove(&idx);
 }

@@ -144,8 +144,8 @@ const fn bit(arg: Option<u8>) -> u16 {
 pub const FORGET_ARGS: u16 = 1;
 
 /// Functions probed only at entry, to forget per-transaction or per-batch byte totals that
-/// end without a commit or write (a freed object's address is soon reused, and its slot in
-/// `ROCKS_ACCUM_SLOTS` is given back). `rocksdb_writebatch_destroy` starts with an instruction
+/// end without a commit or write (a freed object's address is soon reused, by an object that
+/// must start from zero). `rocksdb_writebatch_destroy` starts with an instruction
 /// the kernel single-steps (`test %rdi,%rdi`, ~14 us a hit) in Debian's and CKB's builds; its
 /// probe sits on the next one (see `symbols::entry_site`), once per batch.
 /// `(symbol, program name)`.

@@ -16,7 +16,7 @@ use aya::{
 };
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 
-use crate::probe::{Engine, ProbeError};
+use crate::probe::{ENOTSUPP, Engine, ProbeError, sys_bpf};
 
 /// At most this many bytes of values are fetched per call (a bound on the buffers whatever
 /// the number of CPUs).
@@ -201,29 +201,14 @@ impl<K: Pod, V: Pod> PerCpuMap<K, V> {
 
 /// A kernel without batch operations (before 5.6), or without them for this map type.
 fn unsupported(e: &io::Error) -> bool {
-    // 524: the kernel's internal ENOTSUPP.
     matches!(
         e.raw_os_error(),
-        Some(libc::EINVAL | libc::EOPNOTSUPP | 524)
+        Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
     )
 }
 
 fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
-    // SAFETY: the bpf(2) syscall with a fully initialised attribute union of its own size; the
-    // pointers in it address live buffers large enough for what the command writes.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut bpf_attr,
-            size_of::<bpf_attr>() as libc::c_long,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    sys_bpf(cmd, attr).map(drop)
 }
 
 #[cfg(test)]

@@ -244,7 +244,30 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The kernel's ENOTSUPP, an errno it keeps to itself: libc has no name for it, so it would
 /// print as "Unknown error 524".
-const ENOTSUPP: i32 = 524;
+pub(crate) const ENOTSUPP: i32 = 524;
+
+/// The bpf(2) system call, for the commands Aya 0.14 does not offer (uprobe_multi links, batch
+/// map reads): its non-negative return value (a new descriptor for the commands that make one).
+pub(crate) fn sys_bpf(
+    cmd: aya_obj::generated::bpf_cmd,
+    attr: &mut aya_obj::generated::bpf_attr,
+) -> std::io::Result<i64> {
+    // SAFETY: the bpf(2) syscall with a fully initialised attribute union of its own size; the
+    // pointers in it address live buffers large enough for what the command writes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut aya_obj::generated::bpf_attr,
+            size_of::<aya_obj::generated::bpf_attr>() as libc::c_long,
+        )
+    };
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
 
 /// One error of a chain as the user reads it: an errno libc cannot name is said in words, with
 /// what it means for the probe.
@@ -332,7 +355,7 @@ mod tests {
     fn enotsupp_is_said_in_words() {
         let e = ProbeError::Multi {
             name: "delete_exit".into(),
-            source: uprobe_multi::MultiError::Link(std::io::Error::from_raw_os_error(524)),
+            source: uprobe_multi::MultiError::Link(std::io::Error::from_raw_os_error(ENOTSUPP)),
         };
         let line = error_chain(&e);
         assert!(

@@ -220,18 +220,7 @@ fn load(
 }
 
 fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
-    // SAFETY: the bpf(2) syscall with a fully initialised attribute union of its own size.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>() as libc::c_long,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = super::sys_bpf(cmd, attr)?;
     // SAFETY: on success BPF_PROG_LOAD and BPF_LINK_CREATE return a new descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -18,6 +18,12 @@ pub mod syscall;
 /// threads have nearby tids, so they rarely share a slot. A power of two.
 pub const THREAD_SLOTS: u32 = 4_096;
 
+/// The slot of thread `pid_tgid` (its tid, the low half) in a `THREAD_SLOTS` array.
+#[inline(always)]
+pub const fn thread_slot_index(pid_tgid: u64) -> u32 {
+    pid_tgid as u32 & (THREAD_SLOTS - 1)
+}
+
 /// Implements `aya::Pod` for plain-old-data types on the user side only.
 #[macro_export]
 #[doc(hidden)]

@@ -31,7 +31,7 @@ use ckb_probe_common::{
     },
 };
 
-use ckb_probe_common::THREAD_SLOTS;
+use ckb_probe_common::{THREAD_SLOTS, thread_slot_index};
 
 use crate::{
     target,
@@ -218,18 +218,14 @@ fn accum_slot(owner: u64, claim: bool) -> Option<*mut AccumSlot> {
     let idx = ptr_slot(owner, ACCUM_SLOTS);
     let s = ROCKS_ACCUM_SLOTS.get_ptr_mut(idx)?;
     // SAFETY: `s` points into the array.
-    let fresh = own_slot(
+    own_slot(
         unsafe { &raw mut (*s).owner },
         &ROCKS_ACCUM_CLAIMS,
         idx,
         owner,
         claim,
-    )?;
-    if fresh {
-        // SAFETY: the slot is ours now.
-        unsafe { (*s).bytes = 0 };
-    }
-    Some(s)
+    )
+    .then_some(s)
 }
 
 /// Adds payload bytes to the open transaction or batch `owner`.
@@ -285,20 +281,11 @@ fn take_accumulated(owner: u64) -> u64 {
 /// This thread's own slot, if it holds it or (with `claim`) can take it.
 #[inline(always)]
 fn thread_slot(pid_tgid: u64, claim: bool) -> Option<*mut ThreadCalls> {
-    let idx = pid_tgid as u32 & (THREAD_SLOTS - 1);
+    let idx = thread_slot_index(pid_tgid);
     let t = ROCKS_THREAD_SLOTS.get_ptr_mut(idx)?;
     // SAFETY: `t` points into the array.
-    if own_slot(
-        unsafe { &raw mut (*t).owner },
-        &ROCKS_THREAD_CLAIMS,
-        idx,
-        pid_tgid,
-        claim,
-    )? {
-        // SAFETY: the slot is ours now: it starts empty.
-        unsafe { (*t).depth = 0 };
-    }
-    Some(t)
+    let own = unsafe { &raw mut (*t).owner };
+    own_slot(own, &ROCKS_THREAD_CLAIMS, idx, pid_tgid, claim).then_some(t)
 }
 
 /// This thread's record of in-flight calls, made on its first traced call.

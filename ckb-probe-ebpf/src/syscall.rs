@@ -22,7 +22,7 @@ use ckb_probe_common::{
     },
 };
 
-use ckb_probe_common::THREAD_SLOTS;
+use ckb_probe_common::{THREAD_SLOTS, thread_slot_index};
 
 use crate::{
     target,
@@ -32,24 +32,12 @@ use crate::{
 /// This thread's in-flight record, if it has one (with `claim`: its slot, if it can take it).
 #[inline(always)]
 fn inflight(pid_tgid: u64, claim: bool) -> Option<*mut InFlight> {
-    let idx = pid_tgid as u32 & (THREAD_SLOTS - 1);
-    if let Some(s) = SYS_SLOTS.get_ptr_mut(idx) {
+    let idx = thread_slot_index(pid_tgid);
+    if let Some(s) = SYS_SLOTS.get_ptr_mut(idx)
         // SAFETY: `s` points into the array.
-        match own_slot(
-            unsafe { &raw mut (*s).owner },
-            &SYS_SLOT_CLAIMS,
-            idx,
-            pid_tgid,
-            claim,
-        ) {
-            // SAFETY: the slot is ours now: it starts empty.
-            Some(true) => {
-                unsafe { (*s).start_ns = 0 };
-                return Some(s);
-            }
-            Some(false) => return Some(s),
-            None => {}
-        }
+        && own_slot(unsafe { &raw mut (*s).owner }, &SYS_SLOT_CLAIMS, idx, pid_tgid, claim)
+    {
+        return Some(s);
     }
     SYS_INFLIGHT.get_ptr_mut(pid_tgid)
 }

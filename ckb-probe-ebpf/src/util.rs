@@ -33,13 +33,14 @@ pub fn read_u64(addr: u64) -> u64 {
 }
 
 /// Whether `me` owns the direct-mapped slot `idx` whose owner word is `owner` (see
-/// `ckb_probe_common::THREAD_SLOTS`): `Some(true)` when it has just claimed it (the caller then
-/// voids what the slot holds), `Some(false)` when it held it already, `None` when another does.
+/// `ckb_probe_common::THREAD_SLOTS`), claiming it when `claim` and it is free.
 ///
 /// `claims` arbitrates: a map insert with `BPF_NOEXIST` is atomic, so of two claimants of one
 /// free slot exactly one wins, and only the winner writes the owner word. (BPF's own
 /// compare-and-swap would do without the map but needs Linux 5.12; ckb-probe runs on 5.8.) A
 /// claim costs one locked map update, once per slot, never per call: slots are not given back.
+/// So a slot just claimed holds what its map was created with, zeroes: only an owner writes
+/// a slot's other fields.
 #[inline(always)]
 pub fn own_slot(
     owner: *mut u64,
@@ -47,16 +48,16 @@ pub fn own_slot(
     idx: u32,
     me: u64,
     claim: bool,
-) -> Option<bool> {
+) -> bool {
     // SAFETY: `owner` points into a map value; an aligned 8-byte load is never torn.
     let held = unsafe { core::ptr::read_volatile(owner) };
     if held == me {
-        return Some(false);
+        return true;
     }
     if claim && held == 0 && claims.insert(&idx, &me, BPF_NOEXIST as u64).is_ok() {
         // SAFETY: as above; only the claim's winner writes here.
         unsafe { core::ptr::write_volatile(owner, me) };
-        return Some(true);
+        return true;
     }
-    None
+    false
 }
